@@ -1,0 +1,505 @@
+/*
+ * config.c - the table of settings, their parsers, and loading a config
+ * from an INI file (libinih) and the environment.
+ *
+ * Every setting is one row of config_keys: its section, name, type, where
+ * it lives in struct config, its default (as text, parsed by the same code
+ * as a user's value) and whether SIGHUP can change it. The environment
+ * variable WALGATE_<SECTION>_<KEY> overrides the file.
+ */
+#include "config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <ini.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum key_type {
+	KT_STRING,
+	KT_INT,
+	KT_BOOL,
+	KT_DURATION,		/* int64_t milliseconds */
+	KT_SIZE,		/* int64_t bytes */
+	KT_LOG_LEVEL,
+	KT_LOG_FORMAT,
+	KT_LISTEN,
+};
+
+struct config_key {
+	const char *section;
+	const char *name;
+	enum key_type type;
+	size_t offset;
+	const char *def;	/* NULL: required or empty */
+	int64_t min, max;	/* for KT_INT, KT_DURATION, KT_SIZE */
+	bool reloadable;
+};
+
+#define OFF(field) offsetof(struct config, field)
+#define DAY_MS (86400 * 1000LL)
+
+static const struct config_key config_keys[] = {
+	{ "walgate", "listen", KT_LISTEN, OFF(listen), "0.0.0.0:5432, [::]:5432", 0, 0, false },
+	{ "walgate", "listen_backlog", KT_INT, OFF(listen_backlog), "128", 1, 65535, false },
+	{ "walgate", "workers", KT_INT, OFF(workers), "0", 0, 1024, false },
+	{ "walgate", "log_level", KT_LOG_LEVEL, OFF(log_level), "info", 0, 0, true },
+	{ "walgate", "log_format", KT_LOG_FORMAT, OFF(log_format_json), "text", 0, 0, true },
+	{ "walgate", "max_client_conn", KT_INT, OFF(max_client_conn), "1000", 1, 1000000, true },
+	{ "walgate", "startup_timeout", KT_DURATION, OFF(startup_timeout_ms), "10s", 100, DAY_MS, true },
+	{ "walgate", "drain_timeout", KT_DURATION, OFF(drain_timeout_ms), "30s", 0, DAY_MS, true },
+	{ "walgate", "max_message_size", KT_SIZE, OFF(max_message_size), "1GB", 1024, 0x7fffffff, true },
+	{ "walgate", "relay_buffer_size", KT_SIZE, OFF(relay_buffer_size), "256kB", 4096, 64 << 20, true },
+	{ "walgate", "tcp_keepalive", KT_BOOL, OFF(tcp_keepalive), "on", 0, 0, true },
+	{ "walgate", "tcp_keepalive_idle", KT_DURATION, OFF(tcp_keepalive_idle_ms), "60s", 1000, DAY_MS, true },
+	{ "walgate", "tcp_keepalive_interval", KT_DURATION, OFF(tcp_keepalive_interval_ms), "10s", 1000, DAY_MS, true },
+	{ "walgate", "tcp_keepalive_count", KT_INT, OFF(tcp_keepalive_count), "6", 1, 127, true },
+	{ "upstream", "host", KT_STRING, OFF(upstream_host), NULL, 0, 0, true },
+	{ "upstream", "port", KT_INT, OFF(upstream_port), "5432", 1, 65535, true },
+	{ "upstream", "connect_timeout", KT_DURATION, OFF(upstream_connect_timeout_ms), "10s", 100, DAY_MS, true },
+};
+
+#define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
+
+/* Sections whose settings later versions define; their keys are refused by name. */
+static const char *const future_sections[] = { "tls", "auth", "access", "metrics", "monitor" };
+
+static struct config *current_config;
+
+struct load_ctx {
+	struct config *cfg;
+	const char *source;	/* file name */
+	bool seen[NKEYS];
+	char *err;
+	size_t errlen;
+};
+
+static const struct config_key *find_key(const char *section, const char *name)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcasecmp(config_keys[i].section, section) &&
+		    !strcasecmp(config_keys[i].name, name))
+			return &config_keys[i];
+	return NULL;
+}
+
+static bool is_future_section(const char *section)
+{
+	for (size_t i = 0; i < sizeof(future_sections) / sizeof(future_sections[0]); i++)
+		if (!strcasecmp(future_sections[i], section))
+			return true;
+	return false;
+}
+
+static bool is_known_section(const char *section)
+{
+	for (size_t i = 0; i < NKEYS; i++)
+		if (!strcasecmp(config_keys[i].section, section))
+			return true;
+	return false;
+}
+
+/* A whole decimal number, nothing else; leaves the unit suffix in *rest. */
+static bool parse_number(const char *s, int64_t *out, const char **rest)
+{
+	char *end;
+	long long v;
+
+	if (!isdigit((unsigned char)*s))
+		return false;
+	errno = 0;
+	v = strtoll(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	while (isspace((unsigned char)*end))
+		end++;
+	*out = v;
+	*rest = end;
+	return true;
+}
+
+struct unit {
+	const char *name;
+	int64_t factor;
+};
+
+static const struct unit duration_units[] = {
+	{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "min", 60000 }, { "h", 3600000 },
+};
+
+static const struct unit size_units[] = {
+	{ "", 1 }, { "B", 1 }, { "kB", 1024 }, { "MB", 1 << 20 }, { "GB", 1 << 30 },
+};
+
+static const char *parse_with_unit(const char *s, const struct unit *units, size_t n,
+				   int64_t *out)
+{
+	const char *rest;
+	int64_t v;
+
+	if (!parse_number(s, &v, &rest))
+		return "not a number";
+	for (size_t i = 0; i < n; i++) {
+		if (strcmp(rest, units[i].name))
+			continue;
+		if (v > INT64_MAX / units[i].factor)
+			return "out of range";
+		*out = v * units[i].factor;
+		return NULL;
+	}
+	return "unknown unit";
+}
+
+static const char *parse_bool(const char *s, int *out)
+{
+	static const char *const yes[] = { "on", "true", "yes", "1" };
+	static const char *const no[] = { "off", "false", "no", "0" };
+
+	for (size_t i = 0; i < 4; i++) {
+		if (!strcasecmp(s, yes[i])) {
+			*out = 1;
+			return NULL;
+		}
+		if (!strcasecmp(s, no[i])) {
+			*out = 0;
+			return NULL;
+		}
+	}
+	return "expected on or off";
+}
+
+/* One "host:port" or "[v6]:port" with a numeric host. */
+static const char *parse_one_addr(const char *s, size_t len, struct config_addr *a)
+{
+	char buf[64], host[64];
+	const char *colon, *port;
+	struct addrinfo hints = { 0 }, *res;
+
+	if (len == 0 || len >= sizeof(buf))
+		return "bad address";
+	memcpy(buf, s, len);
+	buf[len] = '\0';
+	colon = strrchr(buf, ':');
+	if (!colon || colon == buf)
+		return "address needs host:port";
+	port = colon + 1;
+	if (buf[0] == '[') {
+		if (colon[-1] != ']')
+			return "IPv6 address needs [addr]:port";
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - buf - 2), buf + 1);
+	} else {
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - buf), buf);
+		if (strchr(host, ':'))
+			return "IPv6 address needs [addr]:port";
+	}
+	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
+	hints.ai_socktype = SOCK_STREAM;
+	if (getaddrinfo(host, port, &hints, &res))
+		return "not a numeric address and port";
+	memcpy(&a->addr, res->ai_addr, res->ai_addrlen);
+	a->addrlen = res->ai_addrlen;
+	freeaddrinfo(res);
+	snprintf(a->text, sizeof(a->text), "%s", buf);
+	return NULL;
+}
+
+static const char *parse_listen(const char *s, struct config *cfg)
+{
+	struct config_addr *list = NULL;
+	size_t n = 0;
+
+	while (*s) {
+		size_t len;
+		const char *why;
+		struct config_addr *grown;
+
+		while (*s == ' ' || *s == '\t' || *s == ',')
+			s++;
+		len = strcspn(s, ", \t");
+		if (len == 0)
+			break;
+		grown = realloc(list, (n + 1) * sizeof(*list));
+		if (!grown) {
+			free(list);
+			return "out of memory";
+		}
+		list = grown;
+		why = parse_one_addr(s, len, &list[n]);
+		if (why) {
+			free(list);
+			return why;
+		}
+		n++;
+		s += len;
+	}
+	if (n == 0) {
+		free(list);
+		return "at least one address is needed";
+	}
+	free(cfg->listen);
+	cfg->listen = list;
+	cfg->nlisten = n;
+	return NULL;
+}
+
+static const char *parse_value(const struct config_key *k, const char *value, struct config *cfg)
+{
+	void *field = (char *)cfg + k->offset;
+	int64_t v = 0;
+	const char *why = NULL;
+	int b;
+
+	switch (k->type) {
+	case KT_STRING:
+		if (!*value)
+			return "must not be empty";
+		free(*(char **)field);
+		*(char **)field = strdup(value);
+		return *(char **)field ? NULL : "out of memory";
+	case KT_LISTEN:
+		return parse_listen(value, cfg);
+	case KT_BOOL:
+		if ((why = parse_bool(value, &b)) == NULL)
+			*(int *)field = b;
+		return why;
+	case KT_LOG_LEVEL:
+		for (int i = LOG_LEVEL_ERROR; i <= LOG_LEVEL_DEBUG; i++) {
+			static const char *const names[] = { "error", "warning", "info", "debug" };
+
+			if (!strcasecmp(value, names[i])) {
+				*(enum log_level *)field = (enum log_level)i;
+				return NULL;
+			}
+		}
+		return "expected error, warning, info or debug";
+	case KT_LOG_FORMAT:
+		if (!strcasecmp(value, "text") || !strcasecmp(value, "json")) {
+			*(int *)field = !strcasecmp(value, "json");
+			return NULL;
+		}
+		return "expected text or json";
+	case KT_INT:
+	case KT_DURATION:
+	case KT_SIZE:
+		if (k->type == KT_INT) {
+			const char *rest;
+
+			if (!parse_number(value, &v, &rest) || *rest)
+				return "not a whole number";
+		} else if (k->type == KT_DURATION) {
+			why = parse_with_unit(value, duration_units, 5, &v);
+		} else {
+			why = parse_with_unit(value, size_units, 5, &v);
+		}
+		if (why)
+			return why;
+		if ((v < k->min || v > k->max) && !(k->type == KT_DURATION && v == 0 && k->min == 0))
+			return "out of range";
+		if (k->type == KT_INT)
+			*(int *)field = (int)v;
+		else
+			*(int64_t *)field = v;
+		return NULL;
+	}
+	return "unknown type";
+}
+
+static int config_ini_line(void *user, const char *section, const char *name, const char *value)
+{
+	struct load_ctx *ctx = user;
+	const struct config_key *k;
+	const char *why;
+
+	if (*ctx->err)		/* inih goes on after an error; report only the first */
+		return 0;
+	k = find_key(section, name);
+	if (!k) {
+		if (is_future_section(section))
+			snprintf(ctx->err, ctx->errlen, "key \"%s\" in section [%s] is not supported by this version of walgate",
+				 name, section);
+		else if (!is_known_section(section))
+			snprintf(ctx->err, ctx->errlen, "unknown section [%s] (key \"%s\")", section, name);
+		else
+			snprintf(ctx->err, ctx->errlen, "unknown key \"%s\" in section [%s]", name, section);
+		return 0;
+	}
+	if (ctx->seen[k - config_keys]) {
+		snprintf(ctx->err, ctx->errlen, "key \"%s\" in section [%s] is set twice", name, section);
+		return 0;
+	}
+	ctx->seen[k - config_keys] = true;
+	why = parse_value(k, value, ctx->cfg);
+	if (why) {
+		snprintf(ctx->err, ctx->errlen, "invalid value \"%s\" for key \"%s\" in section [%s]: %s",
+			 value, name, section, why);
+		return 0;
+	}
+	return 1;
+}
+
+static void env_name(const struct config_key *k, char *buf, size_t cap)
+{
+	size_t n = (size_t)snprintf(buf, cap, "WALGATE_%s_%s", k->section, k->name);
+
+	for (size_t i = 0; i < n && i < cap; i++)
+		buf[i] = (char)toupper((unsigned char)buf[i]);
+}
+
+static bool apply_environment(struct config *cfg, char *err, size_t errlen)
+{
+	char name[128];
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *value, *why;
+
+		env_name(&config_keys[i], name, sizeof(name));
+		value = getenv(name);
+		if (!value)
+			continue;
+		why = parse_value(&config_keys[i], value, cfg);
+		if (why) {
+			snprintf(err, errlen, "environment %s: invalid value \"%s\": %s", name, value, why);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const char *why;
+
+		if (!config_keys[i].def)
+			continue;
+		why = parse_value(&config_keys[i], config_keys[i].def, cfg);
+		if (why) {
+			snprintf(err, errlen, "built-in default of %s: %s", config_keys[i].name, why);
+			return false;
+		}
+	}
+	return true;
+}
+
+static bool validate(const struct config *cfg, char *err, size_t errlen)
+{
+	if (!cfg->upstream_host) {
+		snprintf(err, errlen, "[upstream] host is required (or WALGATE_UPSTREAM_HOST)");
+		return false;
+	}
+	return true;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	struct config *cfg = calloc(1, sizeof(*cfg));
+	struct load_ctx ctx = { .cfg = cfg, .source = path, .err = err, .errlen = errlen };
+
+	err[0] = '\0';
+	if (!cfg) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	if (!apply_defaults(cfg, err, errlen))
+		goto fail;
+	if (path) {
+		int line = ini_parse(path, config_ini_line, &ctx);
+
+		if (line < 0) {
+			snprintf(err, errlen, "%s: cannot read: %s", path, line == -1 ? strerror(errno) : "out of memory");
+			goto fail;
+		}
+		if (line > 0) {
+			char why[768];
+
+			snprintf(why, sizeof(why), "%s", *err ? err : "syntax error");
+			snprintf(err, errlen, "%s:%d: %s", path, line, why);
+			goto fail;
+		}
+		cfg->path = strdup(path);
+	}
+	if (!apply_environment(cfg, err, errlen) || !validate(cfg, err, errlen))
+		goto fail;
+	return cfg;
+fail:
+	config_free(cfg);
+	return NULL;
+}
+
+void config_free(struct config *cfg)
+{
+	if (!cfg)
+		return;
+	for (size_t i = 0; i < NKEYS; i++)
+		if (config_keys[i].type == KT_STRING)
+			free(*(char **)((char *)cfg + config_keys[i].offset));
+	free(cfg->listen);
+	free(cfg->path);
+	free(cfg);
+}
+
+static bool listen_equal(const struct config *a, const struct config *b)
+{
+	if (a->nlisten != b->nlisten)
+		return false;
+	for (size_t i = 0; i < a->nlisten; i++)
+		if (a->listen[i].addrlen != b->listen[i].addrlen ||
+		    memcmp(&a->listen[i].addr, &b->listen[i].addr, a->listen[i].addrlen))
+			return false;
+	return true;
+}
+
+int config_keep_restart_only(struct config *next, const struct config *old)
+{
+	int kept = 0;
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		char *dst = (char *)next + k->offset;
+		const char *src = (const char *)old + k->offset;
+		bool changed;
+
+		if (k->reloadable)
+			continue;
+		if (k->type == KT_LISTEN) {
+			changed = !listen_equal(next, old);
+			if (changed) {
+				struct config_addr *copy = malloc(old->nlisten * sizeof(*copy));
+
+				if (!copy)
+					continue;	/* keep the new list rather than crash; listeners stay as they are */
+				memcpy(copy, old->listen, old->nlisten * sizeof(*copy));
+				free(next->listen);
+				next->listen = copy;
+				next->nlisten = old->nlisten;
+			}
+		} else {
+			changed = memcmp(dst, src, sizeof(int)) != 0;
+			memcpy(dst, src, sizeof(int));
+		}
+		if (changed) {
+			log_warning("config: [%s] %s changed; it takes effect only after a restart",
+				    k->section, k->name);
+			kept++;
+		}
+	}
+	return kept;
+}
+
+const struct config *config_current(void)
+{
+	return current_config;
+}
+
+void config_set_current(struct config *cfg)
+{
+	struct config *old = current_config;
+
+	current_config = cfg;
+	if (cfg)
+		log_configure(cfg->log_level, cfg->log_format_json);
+	config_free(old);
+}

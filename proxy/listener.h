@@ -1,0 +1,17 @@
+/*
+ * listener.h - the sockets walgate accepts clients on.
+ */
+#ifndef WALGATE_LISTENER_H
+#define WALGATE_LISTENER_H
+
+struct config;
+struct worker;
+struct listener_set;
+
+/* Bind and listen on every configured address; NULL (logged) if any fails. */
+struct listener_set *listeners_open(struct worker *w, const struct config *cfg);
+
+/* Stop accepting and close the sockets. */
+void listeners_close(struct listener_set *ls);
+
+#endif

@@ -1,0 +1,224 @@
+/*
+ * main.c - walgate's entry point: command line, configuration, signals,
+ * and running the event loop until a drained shutdown.
+ *
+ *   SIGTERM/SIGINT  stop accepting, let sessions finish for drain_timeout,
+ *                   then close the rest; a second signal closes at once.
+ *   SIGHUP          re-read the configuration; a bad file changes nothing.
+ */
+#include <event2/event.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "session.h"
+#include "walgate_version.h"
+#include "worker.h"
+
+/* After closing every session, how long the last bytes may take. */
+#define FINAL_FLUSH_MS 2000
+
+struct app {
+	struct worker worker;
+	struct listener_set *listeners;
+	const char *config_path;
+	struct event *sig_term, *sig_int, *sig_hup;
+	struct event *deadline;		/* drain timeout, then the final flush */
+	int stopping;			/* 0 running, 1 draining, 2 closing everything */
+};
+
+static void usage(FILE *out)
+{
+	fprintf(out,
+		"Usage: walgate [--config FILE] [--check-config]\n"
+		"\n"
+		"A PostgreSQL wire-protocol proxy for logical replication clients.\n"
+		"\n"
+		"  -c, --config FILE   read the INI configuration FILE; every key can also be\n"
+		"                      set as WALGATE_<SECTION>_<KEY> in the environment\n"
+		"  -t, --check-config  validate the configuration, print the verdict, exit 0 or 1\n"
+		"  -V, --version       print the version and exit\n"
+		"  -h, --help          print this help and exit\n");
+}
+
+static void arm(struct event *ev, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	evtimer_add(ev, &tv);
+}
+
+static void on_idle(struct worker *w)
+{
+	event_base_loopexit(w->base, NULL);
+}
+
+static void close_everything(struct app *app)
+{
+	app->stopping = 2;
+	log_info("closing %u remaining sessions", app->worker.nsessions);
+	session_close_all(&app->worker);
+	if (app->worker.nsessions > 0)
+		arm(app->deadline, FINAL_FLUSH_MS);
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+	struct app *app = arg;
+
+	if (app->stopping == 1)
+		close_everything(app);
+	else
+		event_base_loopexit(app->worker.base, NULL);
+}
+
+static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	const struct config *cfg = config_current();
+
+	if (app->stopping) {
+		log_info("signal %d again: closing now", (int)sig);
+		if (app->stopping == 1)
+			close_everything(app);
+		else
+			event_base_loopexit(app->worker.base, NULL);
+		return;
+	}
+	app->stopping = 1;
+	listeners_close(app->listeners);
+	app->listeners = NULL;
+	app->worker.draining = true;
+	session_drain_logins(&app->worker);
+	log_info("signal %d: stopped accepting; %u sessions may finish within %lld ms",
+		 (int)sig, app->worker.nsessions, (long long)cfg->drain_timeout_ms);
+	if (app->worker.nsessions == 0)
+		event_base_loopexit(app->worker.base, NULL);
+	else
+		arm(app->deadline, cfg->drain_timeout_ms);
+}
+
+static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
+{
+	struct app *app = arg;
+	char err[1024];
+	struct config *next = config_load(app->config_path, err, sizeof(err));
+
+	if (!next) {
+		log_error("reload failed, the running configuration stays in force: %s", err);
+		return;
+	}
+	config_keep_restart_only(next, config_current());
+	config_set_current(next);
+	log_info("configuration reloaded%s%s", app->config_path ? " from " : "",
+		 app->config_path ? app->config_path : "");
+}
+
+static int parse_args(int argc, char **argv, struct app *app, int *check_only)
+{
+	static const struct option opts[] = {
+		{ "config", required_argument, NULL, 'c' },
+		{ "check-config", no_argument, NULL, 't' },
+		{ "version", no_argument, NULL, 'V' },
+		{ "help", no_argument, NULL, 'h' },
+		{ NULL, 0, NULL, 0 },
+	};
+	int c;
+
+	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			app->config_path = optarg;
+			break;
+		case 't':
+			*check_only = 1;
+			break;
+		case 'V':
+			printf("walgate %s\n", WALGATE_VERSION);
+			exit(0);
+		case 'h':
+			usage(stdout);
+			exit(0);
+		default:
+			usage(stderr);
+			return -1;
+		}
+	}
+	if (optind < argc) {
+		fprintf(stderr, "walgate: unexpected argument \"%s\"\n", argv[optind]);
+		return -1;
+	}
+	return 0;
+}
+
+static int add_signals(struct app *app)
+{
+	struct event_base *base = app->worker.base;
+
+	app->sig_term = evsignal_new(base, SIGTERM, on_stop_signal, app);
+	app->sig_int = evsignal_new(base, SIGINT, on_stop_signal, app);
+	app->sig_hup = evsignal_new(base, SIGHUP, on_reload_signal, app);
+	app->deadline = evtimer_new(base, on_deadline, app);
+	if (!app->sig_term || !app->sig_int || !app->sig_hup || !app->deadline)
+		return -1;
+	evsignal_add(app->sig_term, NULL);
+	evsignal_add(app->sig_int, NULL);
+	evsignal_add(app->sig_hup, NULL);
+	return 0;
+}
+
+static void free_app(struct app *app)
+{
+	struct event *evs[] = { app->sig_term, app->sig_int, app->sig_hup, app->deadline };
+
+	listeners_close(app->listeners);
+	session_free_all(&app->worker);
+	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
+		if (evs[i])
+			event_free(evs[i]);
+	worker_free(&app->worker);
+}
+
+int main(int argc, char **argv)
+{
+	struct app app = { 0 };
+	struct config *cfg;
+	char err[1024];
+	int check_only = 0;
+
+	if (parse_args(argc, argv, &app, &check_only) < 0)
+		return 1;
+	cfg = config_load(app.config_path, err, sizeof(err));
+	if (!cfg) {
+		fprintf(stderr, "walgate: %s\n", err);
+		return 1;
+	}
+	if (check_only) {
+		printf("walgate: configuration %s is valid\n", app.config_path ? app.config_path : "(environment)");
+		config_free(cfg);
+		return 0;
+	}
+	config_set_current(cfg);
+	/* A peer that vanishes mid-write must be an error return, not a signal. */
+	signal(SIGPIPE, SIG_IGN);
+	if (worker_init(&app.worker) < 0)
+		return 1;
+	app.worker.on_idle = on_idle;
+	if (add_signals(&app) < 0 || !(app.listeners = listeners_open(&app.worker, cfg))) {
+		free_app(&app);
+		config_set_current(NULL);
+		return 1;
+	}
+	log_info("walgate %s started; upstream %s:%d", WALGATE_VERSION, cfg->upstream_host,
+		 cfg->upstream_port);
+	event_base_dispatch(app.worker.base);
+	log_info("walgate stopped");
+	free_app(&app);
+	config_set_current(NULL);
+	return 0;
+}

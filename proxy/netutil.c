@@ -1,0 +1,53 @@
+/*
+ * netutil.c - socket options and address formatting.
+ */
+#include "netutil.h"
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "config.h"
+
+static void set_int(int fd, int level, int name, int value)
+{
+	/* Best effort: a socket that refuses an option still relays correctly. */
+	(void)setsockopt(fd, level, name, &value, sizeof(value));
+}
+
+void net_tune_socket(int fd, const struct config *cfg)
+{
+	set_int(fd, IPPROTO_TCP, TCP_NODELAY, 1);
+	if (!cfg->tcp_keepalive)
+		return;
+	set_int(fd, SOL_SOCKET, SO_KEEPALIVE, 1);
+	set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, (int)(cfg->tcp_keepalive_idle_ms / 1000));
+	set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, (int)(cfg->tcp_keepalive_interval_ms / 1000));
+	set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, cfg->tcp_keepalive_count);
+}
+
+void net_format_addr(const struct sockaddr *sa, char *buf, size_t cap)
+{
+	char host[INET6_ADDRSTRLEN];
+
+	if (sa->sa_family == AF_INET) {
+		const struct sockaddr_in *in = (const struct sockaddr_in *)sa;
+
+		inet_ntop(AF_INET, &in->sin_addr, host, sizeof(host));
+		snprintf(buf, cap, "%s:%u", host, ntohs(in->sin_port));
+	} else if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)sa;
+
+		if (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr)) {
+			inet_ntop(AF_INET, &in6->sin6_addr.s6_addr[12], host, sizeof(host));
+			snprintf(buf, cap, "%s:%u", host, ntohs(in6->sin6_port));
+		} else {
+			inet_ntop(AF_INET6, &in6->sin6_addr, host, sizeof(host));
+			snprintf(buf, cap, "[%s]:%u", host, ntohs(in6->sin6_port));
+		}
+	} else {
+		snprintf(buf, cap, "(family %d)", sa->sa_family);
+	}
+}

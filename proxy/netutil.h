@@ -1,0 +1,19 @@
+/*
+ * netutil.h - small socket helpers shared by the listener, the session
+ * and the upstream connector.
+ */
+#ifndef WALGATE_NETUTIL_H
+#define WALGATE_NETUTIL_H
+
+#include <stddef.h>
+#include <sys/socket.h>
+
+struct config;
+
+/* TCP keepalive (and no Nagle delay) on a connected socket, as configured. */
+void net_tune_socket(int fd, const struct config *cfg);
+
+/* "127.0.0.1:5432" or "[::1]:5432"; IPv4-mapped IPv6 shown as IPv4. */
+void net_format_addr(const struct sockaddr *sa, char *buf, size_t cap);
+
+#endif

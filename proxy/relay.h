@@ -1,0 +1,46 @@
+/*
+ * relay.h - moving bytes from one bufferevent to another, one direction
+ * of a session, with backpressure and with every message shown to the
+ * scanner (and a hook) on its way through.
+ *
+ * This is libevent's le-proxy pattern: the whole input is appended to the
+ * peer's output with evbuffer_add_buffer (no copy); when the peer's output
+ * passes the high mark, reading this side stops until the peer drains it
+ * to half of that.
+ */
+#ifndef WALGATE_RELAY_H
+#define WALGATE_RELAY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "pg_scan.h"
+
+struct bufferevent;
+
+typedef void (*relay_message_fn)(void *arg, const struct pg_msg *msg);
+
+struct relay_dir {
+	struct pg_scanner scan;
+	uint64_t bytes;			/* relayed so far */
+	uint8_t last_type;		/* type of the last message seen */
+	bool paused;			/* the source is not read: the sink is full */
+	size_t high_water;
+	relay_message_fn on_message;	/* may be NULL */
+	void *arg;
+};
+
+void relay_dir_init(struct relay_dir *d, uint32_t max_message, size_t high_water,
+		    relay_message_fn on_message, void *arg);
+
+/*
+ * Scan and move everything readable from `from` to `to`. Returns 0, or -1
+ * when the bytes cannot be framed (d->scan.error says why); then nothing
+ * of them has been forwarded.
+ */
+int relay_forward(struct relay_dir *d, struct bufferevent *from, struct bufferevent *to);
+
+/* Called from the sink's write callback: resume reading the source once drained. */
+void relay_sink_drained(struct relay_dir *d, struct bufferevent *from, struct bufferevent *to);
+
+#endif

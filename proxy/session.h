@@ -1,0 +1,88 @@
+/*
+ * session.h - one client connection and its upstream connection, from
+ * accept to close, as an explicit state machine:
+ *
+ *   STARTUP --StartupMessage--> CONNECTING --connected--> RELAY
+ *      |                            |                       |
+ *      +--CancelRequest--> CANCEL   +-----------------------+--> CLOSING --> freed
+ *
+ * CLOSING flushes what is already queued to each side (an error for the
+ * client, a Terminate for the server), bounded by a timer, then frees.
+ */
+#ifndef WALGATE_SESSION_H
+#define WALGATE_SESSION_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/queue.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+
+#include "log.h"
+#include "pg_startup.h"
+#include "relay.h"
+
+struct worker;
+struct bufferevent;
+struct event;
+struct upstream_connect;
+
+enum session_state {
+	SESSION_STARTUP,
+	SESSION_CONNECTING,
+	SESSION_RELAY,
+	SESSION_CANCEL,
+	SESSION_CLOSING,
+};
+
+struct session {
+	TAILQ_ENTRY(session) link;
+	struct worker *w;
+	uint64_t id;
+	enum session_state state;
+	struct bufferevent *client;
+	struct bufferevent *server;
+	struct upstream_connect *connecting;
+	struct event *timer;		/* startup, connect and closing deadlines */
+	struct timeval started;
+
+	char prefix[80];		/* "C-12 127.0.0.1:5000", for log lines */
+	char peer[64];
+	uint64_t client_bytes_seen;	/* any bytes at all from the client */
+
+	uint8_t *startup_pkt;		/* the StartupMessage, forwarded upstream */
+	struct pg_startup startup;	/* its strings point into startup_pkt */
+	bool refused_ssl;
+	bool refused_gss;
+
+	struct sockaddr_storage upstream_addr;
+	socklen_t upstream_addrlen;
+	bool have_key;			/* BackendKeyData seen: a cancel can find us */
+	uint32_t backend_pid;
+	uint32_t backend_key;
+
+	struct relay_dir to_server;
+	struct relay_dir to_client;
+	const char *close_reason;
+};
+
+/* Take over an accepted socket. */
+void session_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
+
+/* Stop logins in progress; sessions already relaying go on. */
+void session_drain_logins(struct worker *w);
+
+/* Close every session, telling clients why where the protocol allows. */
+void session_close_all(struct worker *w);
+
+/* Free whatever is left at exit, without waiting for anything. */
+void session_free_all(struct worker *w);
+
+#define slog(s, level, ...) \
+	do { if (log_enabled(level)) log_write(level, (s)->prefix, __VA_ARGS__); } while (0)
+#define slog_error(s, ...)   slog(s, LOG_LEVEL_ERROR, __VA_ARGS__)
+#define slog_warning(s, ...) slog(s, LOG_LEVEL_WARNING, __VA_ARGS__)
+#define slog_info(s, ...)    slog(s, LOG_LEVEL_INFO, __VA_ARGS__)
+#define slog_debug(s, ...)   slog(s, LOG_LEVEL_DEBUG, __VA_ARGS__)
+
+#endif
