@@ -79,7 +79,9 @@ const char *pg_replication_mode_str(enum pg_replication_mode m);
 
 /*
  * True when buf starts like a TLS handshake record (0x16 0x03 ...), as a
- * PostgreSQL 17 client with sslnegotiation=direct sends. Needs 3 bytes.
+ * PostgreSQL 17 client with sslnegotiation=direct sends. Needs 2 bytes;
+ * with fewer it returns false (no startup packet of a valid length starts
+ * with 0x16 either, so the caller can simply wait for the length word).
  */
 bool pg_startup_is_tls_hello(const uint8_t *buf, size_t len);
 
