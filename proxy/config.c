@@ -8,6 +8,8 @@
  * variable WALGATE_<SECTION>_<KEY> overrides the file.
  */
 #include "config.h"
+#include "allowlist.h"
+#include "proxy_header.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -27,6 +29,8 @@ enum key_type {
 	KT_LOG_LEVEL,
 	KT_LOG_FORMAT,
 	KT_LISTEN,
+	KT_ALLOWLIST,		/* struct allowlist * */
+	KT_PROXY_MODE,		/* int, PROXY_ACCEPT_* bits */
 };
 
 struct config_key {
@@ -57,6 +61,12 @@ static const struct config_key config_keys[] = {
 	{ "walgate", "tcp_keepalive_idle", KT_DURATION, OFF(tcp_keepalive_idle_ms), "60s", 1000, DAY_MS, true },
 	{ "walgate", "tcp_keepalive_interval", KT_DURATION, OFF(tcp_keepalive_interval_ms), "10s", 1000, DAY_MS, true },
 	{ "walgate", "tcp_keepalive_count", KT_INT, OFF(tcp_keepalive_count), "6", 1, 127, true },
+	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false },
+	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true },
+	{ "access", "allow", KT_ALLOWLIST, OFF(allow), NULL, 0, 0, true },
+	{ "access", "proxy_protocol", KT_PROXY_MODE, OFF(proxy_protocol), "off", 0, 0, true },
+	{ "access", "proxy_protocol_trusted", KT_ALLOWLIST, OFF(proxy_protocol_trusted), NULL, 0, 0, true },
+	{ "access", "enforce_on_reload", KT_BOOL, OFF(enforce_on_reload), "off", 0, 0, true },
 	{ "upstream", "host", KT_STRING, OFF(upstream_host), NULL, 0, 0, true },
 	{ "upstream", "port", KT_INT, OFF(upstream_port), "5432", 1, 65535, true },
 	{ "upstream", "connect_timeout", KT_DURATION, OFF(upstream_connect_timeout_ms), "10s", 100, DAY_MS, true },
@@ -65,7 +75,7 @@ static const struct config_key config_keys[] = {
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
 /* Sections whose settings later versions define; their keys are refused by name. */
-static const char *const future_sections[] = { "tls", "auth", "access", "metrics", "monitor" };
+static const char *const future_sections[] = { "tls", "auth", "monitor" };
 
 static struct config *current_config;
 
@@ -206,11 +216,18 @@ static const char *parse_one_addr(const char *s, size_t len, struct config_addr 
 	return NULL;
 }
 
-static const char *parse_listen(const char *s, struct config *cfg)
+/* A list of addresses; "off" is the empty list, which validate() may refuse. */
+static const char *parse_listen(const char *s, struct config_addr_list *out)
 {
 	struct config_addr *list = NULL;
 	size_t n = 0;
 
+	if (!strcasecmp(s, "off")) {
+		free(out->v);
+		out->v = NULL;
+		out->n = 0;
+		return NULL;
+	}
 	while (*s) {
 		size_t len;
 		const char *why;
@@ -239,13 +256,46 @@ static const char *parse_listen(const char *s, struct config *cfg)
 		free(list);
 		return "at least one address is needed";
 	}
-	free(cfg->listen);
-	cfg->listen = list;
-	cfg->nlisten = n;
+	free(out->v);
+	out->v = list;
+	out->n = n;
 	return NULL;
 }
 
-static const char *parse_value(const struct config_key *k, const char *value, struct config *cfg)
+/* Room for the reason a value was refused, when it is not a constant string. */
+#define WHY_LEN 300
+
+static const char *parse_allowlist(const char *value, struct allowlist **slot, char *why)
+{
+	struct allowlist *al = allowlist_parse(value, why, WHY_LEN);
+
+	if (!al)
+		return why;
+	allowlist_free(*slot);
+	*slot = al;
+	return NULL;
+}
+
+static const char *parse_proxy_mode(const char *value, int *out)
+{
+	static const struct { const char *name; int bits; } modes[] = {
+		{ "off", 0 },
+		{ "v1", PROXY_ACCEPT_V1 },
+		{ "v2", PROXY_ACCEPT_V2 },
+		{ "any", PROXY_ACCEPT_V1 | PROXY_ACCEPT_V2 },
+	};
+
+	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+		if (!strcasecmp(value, modes[i].name)) {
+			*out = modes[i].bits;
+			return NULL;
+		}
+	}
+	return "expected off, v1, v2 or any";
+}
+
+static const char *parse_value(const struct config_key *k, const char *value, struct config *cfg,
+			       char *why_buf)
 {
 	void *field = (char *)cfg + k->offset;
 	int64_t v = 0;
@@ -260,7 +310,11 @@ static const char *parse_value(const struct config_key *k, const char *value, st
 		*(char **)field = strdup(value);
 		return *(char **)field ? NULL : "out of memory";
 	case KT_LISTEN:
-		return parse_listen(value, cfg);
+		return parse_listen(value, (struct config_addr_list *)field);
+	case KT_ALLOWLIST:
+		return parse_allowlist(value, (struct allowlist **)field, why_buf);
+	case KT_PROXY_MODE:
+		return parse_proxy_mode(value, (int *)field);
 	case KT_BOOL:
 		if ((why = parse_bool(value, &b)) == NULL)
 			*(int *)field = b;
@@ -312,6 +366,7 @@ static int config_ini_line(void *user, const char *section, const char *name, co
 	struct load_ctx *ctx = user;
 	const struct config_key *k;
 	const char *why;
+	char why_buf[WHY_LEN];
 
 	if (*ctx->err)		/* inih goes on after an error; report only the first */
 		return 0;
@@ -331,7 +386,7 @@ static int config_ini_line(void *user, const char *section, const char *name, co
 		return 0;
 	}
 	ctx->seen[k - config_keys] = true;
-	why = parse_value(k, value, ctx->cfg);
+	why = parse_value(k, value, ctx->cfg, why_buf);
 	if (why) {
 		snprintf(ctx->err, ctx->errlen, "invalid value \"%s\" for key \"%s\" in section [%s]: %s",
 			 value, name, section, why);
@@ -350,7 +405,7 @@ static void env_name(const struct config_key *k, char *buf, size_t cap)
 
 static bool apply_environment(struct config *cfg, char *err, size_t errlen)
 {
-	char name[128];
+	char name[128], why_buf[WHY_LEN];
 
 	for (size_t i = 0; i < NKEYS; i++) {
 		const char *value, *why;
@@ -359,7 +414,7 @@ static bool apply_environment(struct config *cfg, char *err, size_t errlen)
 		value = getenv(name);
 		if (!value)
 			continue;
-		why = parse_value(&config_keys[i], value, cfg);
+		why = parse_value(&config_keys[i], value, cfg, why_buf);
 		if (why) {
 			snprintf(err, errlen, "environment %s: invalid value \"%s\": %s", name, value, why);
 			return false;
@@ -370,12 +425,14 @@ static bool apply_environment(struct config *cfg, char *err, size_t errlen)
 
 static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
 {
+	char why_buf[WHY_LEN];
+
 	for (size_t i = 0; i < NKEYS; i++) {
 		const char *why;
 
 		if (!config_keys[i].def)
 			continue;
-		why = parse_value(&config_keys[i], config_keys[i].def, cfg);
+		why = parse_value(&config_keys[i], config_keys[i].def, cfg, why_buf);
 		if (why) {
 			snprintf(err, errlen, "built-in default of %s: %s", config_keys[i].name, why);
 			return false;
@@ -386,8 +443,22 @@ static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
 
 static bool validate(const struct config *cfg, char *err, size_t errlen)
 {
+	if (cfg->listen.n == 0) {
+		snprintf(err, errlen, "[walgate] listen needs at least one address");
+		return false;
+	}
 	if (!cfg->upstream_host) {
 		snprintf(err, errlen, "[upstream] host is required (or WALGATE_UPSTREAM_HOST)");
+		return false;
+	}
+	if (!cfg->allow) {
+		snprintf(err, errlen, "[access] allow is required: list the client addresses to admit "
+			 "(allow = 0.0.0.0/0, ::/0 admits everyone, on purpose)");
+		return false;
+	}
+	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted) {
+		snprintf(err, errlen, "[access] proxy_protocol needs proxy_protocol_trusted: "
+			 "the load balancers allowed to send a PROXY header");
 		return false;
 	}
 	return true;
@@ -433,22 +504,45 @@ void config_free(struct config *cfg)
 {
 	if (!cfg)
 		return;
-	for (size_t i = 0; i < NKEYS; i++)
+	for (size_t i = 0; i < NKEYS; i++) {
+		void *field = (char *)cfg + config_keys[i].offset;
+
 		if (config_keys[i].type == KT_STRING)
-			free(*(char **)((char *)cfg + config_keys[i].offset));
-	free(cfg->listen);
+			free(*(char **)field);
+		else if (config_keys[i].type == KT_ALLOWLIST)
+			allowlist_free(*(struct allowlist **)field);
+		else if (config_keys[i].type == KT_LISTEN)
+			free(((struct config_addr_list *)field)->v);
+	}
 	free(cfg->path);
 	free(cfg);
 }
 
-static bool listen_equal(const struct config *a, const struct config *b)
+static bool addr_list_equal(const struct config_addr_list *a, const struct config_addr_list *b)
 {
-	if (a->nlisten != b->nlisten)
+	if (a->n != b->n)
 		return false;
-	for (size_t i = 0; i < a->nlisten; i++)
-		if (a->listen[i].addrlen != b->listen[i].addrlen ||
-		    memcmp(&a->listen[i].addr, &b->listen[i].addr, a->listen[i].addrlen))
+	for (size_t i = 0; i < a->n; i++)
+		if (a->v[i].addrlen != b->v[i].addrlen ||
+		    memcmp(&a->v[i].addr, &b->v[i].addr, a->v[i].addrlen))
 			return false;
+	return true;
+}
+
+/* Give next a copy of old's list; false (next unchanged) when out of memory. */
+static bool addr_list_copy(struct config_addr_list *next, const struct config_addr_list *old)
+{
+	struct config_addr *copy = NULL;
+
+	if (old->n) {
+		copy = malloc(old->n * sizeof(*copy));
+		if (!copy)
+			return false;
+		memcpy(copy, old->v, old->n * sizeof(*copy));
+	}
+	free(next->v);
+	next->v = copy;
+	next->n = old->n;
 	return true;
 }
 
@@ -465,17 +559,9 @@ int config_keep_restart_only(struct config *next, const struct config *old)
 		if (k->reloadable)
 			continue;
 		if (k->type == KT_LISTEN) {
-			changed = !listen_equal(next, old);
-			if (changed) {
-				struct config_addr *copy = malloc(old->nlisten * sizeof(*copy));
-
-				if (!copy)
-					continue;	/* keep the new list rather than crash; listeners stay as they are */
-				memcpy(copy, old->listen, old->nlisten * sizeof(*copy));
-				free(next->listen);
-				next->listen = copy;
-				next->nlisten = old->nlisten;
-			}
+			changed = !addr_list_equal((void *)dst, (const void *)src);
+			if (changed && !addr_list_copy((void *)dst, (const void *)src))
+				log_error("config: out of memory keeping [%s] %s", k->section, k->name);
 		} else {
 			changed = memcmp(dst, src, sizeof(int)) != 0;
 			memcpy(dst, src, sizeof(int));
@@ -499,6 +585,8 @@ void config_set_current(struct config *cfg)
 	struct config *old = current_config;
 
 	current_config = cfg;
+	if (cfg)
+		cfg->generation = old ? old->generation + 1 : 1;
 	if (cfg)
 		log_configure(cfg->log_level, cfg->log_format_json);
 	config_free(old);

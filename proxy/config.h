@@ -13,16 +13,22 @@
 
 #include "log.h"
 
+struct allowlist;
+
 struct config_addr {
 	struct sockaddr_storage addr;
 	socklen_t addrlen;
 	char text[64];			/* as written, for logs */
 };
 
+struct config_addr_list {
+	struct config_addr *v;
+	size_t n;
+};
+
 struct config {
 	/* [walgate] */
-	struct config_addr *listen;
-	size_t nlisten;
+	struct config_addr_list listen;
 	int listen_backlog;
 	int workers;
 	enum log_level log_level;
@@ -37,12 +43,23 @@ struct config {
 	int64_t tcp_keepalive_interval_ms;
 	int tcp_keepalive_count;
 
+	/* [access] */
+	struct allowlist *allow;
+	int proxy_protocol;		/* PROXY_ACCEPT_* bits; 0 = off */
+	struct allowlist *proxy_protocol_trusted;
+	int enforce_on_reload;
+
+	/* [metrics] */
+	struct config_addr_list metrics_listen;	/* may be empty: endpoint off */
+	struct allowlist *metrics_allow;
+
 	/* [upstream] */
 	char *upstream_host;
 	int upstream_port;
 	int64_t upstream_connect_timeout_ms;
 
 	char *path;			/* the file it was read from, or NULL */
+	unsigned generation;		/* 1 for the first config in force, +1 per reload */
 };
 
 /*

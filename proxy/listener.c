@@ -103,14 +103,14 @@ struct listener_set *listeners_open(struct worker *w, const struct config *cfg)
 {
 	struct listener_set *set = calloc(1, sizeof(*set));
 
-	if (!set || !(set->ls = calloc(cfg->nlisten, sizeof(*set->ls))))
+	if (!set || !(set->ls = calloc(cfg->listen.n, sizeof(*set->ls))))
 		goto oom;
 	set->w = w;
 	set->resume = evtimer_new(w->base, resume_accepting, set);
 	if (!set->resume)
 		goto oom;
-	for (size_t i = 0; i < cfg->nlisten; i++) {
-		const struct config_addr *a = &cfg->listen[i];
+	for (size_t i = 0; i < cfg->listen.n; i++) {
+		const struct config_addr *a = &cfg->listen.v[i];
 		int fd = open_socket(a);
 
 		if (fd < 0) {

@@ -16,6 +16,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "session.h"
 #include "walgate_version.h"
 #include "worker.h"
@@ -26,6 +27,7 @@
 struct app {
 	struct worker worker;
 	struct listener_set *listeners;
+	struct metrics_server *metrics;
 	const char *config_path;
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *deadline;		/* drain timeout, then the final flush */
@@ -93,6 +95,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	app->stopping = 1;
 	listeners_close(app->listeners);
 	app->listeners = NULL;
+	metrics_set_accepting(app->metrics, false);
 	app->worker.draining = true;
 	session_drain_logins(&app->worker);
 	log_info("signal %d: stopped accepting; %u sessions may finish within %lld ms",
@@ -110,13 +113,16 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	struct config *next = config_load(app->config_path, err, sizeof(err));
 
 	if (!next) {
+		app->worker.stats.config_reload_failures++;
 		log_error("reload failed, the running configuration stays in force: %s", err);
 		return;
 	}
 	config_keep_restart_only(next, config_current());
 	config_set_current(next);
-	log_info("configuration reloaded%s%s", app->config_path ? " from " : "",
-		 app->config_path ? app->config_path : "");
+	log_info("configuration reloaded%s%s (rule set %u)", app->config_path ? " from " : "",
+		 app->config_path ? app->config_path : "", next->generation);
+	if (next->enforce_on_reload)
+		session_enforce_allowlist(&app->worker);
 }
 
 static int parse_args(int argc, char **argv, struct app *app, int *check_only)
@@ -177,6 +183,7 @@ static void free_app(struct app *app)
 	struct event *evs[] = { app->sig_term, app->sig_int, app->sig_hup, app->deadline };
 
 	listeners_close(app->listeners);
+	metrics_stop(app->metrics);
 	session_free_all(&app->worker);
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
@@ -190,6 +197,7 @@ int main(int argc, char **argv)
 	struct config *cfg;
 	char err[1024];
 	int check_only = 0;
+	bool metrics_off;
 
 	if (parse_args(argc, argv, &app, &check_only) < 0)
 		return 1;
@@ -209,7 +217,8 @@ int main(int argc, char **argv)
 	if (worker_init(&app.worker) < 0)
 		return 1;
 	app.worker.on_idle = on_idle;
-	if (add_signals(&app) < 0 || !(app.listeners = listeners_open(&app.worker, cfg))) {
+	if (add_signals(&app) < 0 || !(app.listeners = listeners_open(&app.worker, cfg)) ||
+	    (!(app.metrics = metrics_start(&app.worker, cfg, &metrics_off)) && !metrics_off)) {
 		free_app(&app);
 		config_set_current(NULL);
 		return 1;

@@ -11,10 +11,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "allowlist.h"
 #include "config.h"
 #include "netutil.h"
+#include "proxy_header.h"
 #include "pg_message.h"
 #include "pg_wire.h"
 #include "upstream.h"
@@ -24,6 +27,7 @@
 #define CLOSE_FLUSH_MS 5000
 
 static const char *const state_names[] = {
+	[SESSION_PROXY_HEADER] = "proxy_header",
 	[SESSION_STARTUP] = "startup",
 	[SESSION_CONNECTING] = "connecting",
 	[SESSION_RELAY] = "relay",
@@ -163,9 +167,19 @@ static void fail_session(struct session *s, const char *sqlstate, const char *me
 	session_close(s, reason);
 }
 
+/* Turn a connection away before anything of it reached the upstream. */
+static void reject(struct session *s, enum reject_reason reason, const char *why)
+{
+	s->w->stats.rejected[reason]++;
+	slog_info(s, "rejected: %s", why);
+	session_close(s, why);
+}
+
 static void protocol_violation(struct session *s, const char *sqlstate, const char *message)
 {
 	s->w->stats.protocol_errors++;
+	if (s->state == SESSION_STARTUP)
+		s->w->stats.rejected[REJECT_PROTOCOL]++;
 	slog_warning(s, "protocol violation: %s", message);
 	fail_session(s, sqlstate, message, message);
 }
@@ -284,6 +298,7 @@ static void upstream_done(struct bufferevent *bev, const struct sockaddr *addr, 
 	const struct config *cfg = config_current();
 
 	s->connecting = NULL;
+	s->w->upstream_reachable = bev != NULL;
 	if (!bev) {
 		s->w->stats.upstream_connect_failures++;
 		slog_warning(s, "%s", error);
@@ -349,6 +364,10 @@ static void start_cancel(struct session *s, const uint8_t *pkt, const struct pg_
 
 static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
 {
+	if (s->refuse_sqlstate) {
+		fail_session(s, s->refuse_sqlstate, s->refuse_message, s->refuse_message);
+		return;
+	}
 	s->startup_pkt = malloc(len);
 	if (!s->startup_pkt) {
 		session_close(s, "out of memory");
@@ -398,6 +417,14 @@ static bool refuse_encryption(struct session *s, bool *already, const char *what
 	return true;
 }
 
+/* Would these first bytes begin a PROXY header (v1 or v2)? */
+static bool looks_like_proxy_header(const uint8_t head[4])
+{
+	struct proxy_header h;
+
+	return proxy_header_parse(head, 4, PROXY_ACCEPT_V1 | PROXY_ACCEPT_V2, &h) != PROXY_NOT_PROXY;
+}
+
 static void startup_read(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->client);
@@ -414,6 +441,11 @@ static void startup_read(struct session *s)
 			return;
 		evbuffer_copyout(in, head, 4);
 		v = pg_startup_length(head, 4, &len);
+		if (v != PG_STARTUP_OK && looks_like_proxy_header(head)) {
+			reject(s, REJECT_PROXY_UNTRUSTED,
+			       "PROXY protocol header from a peer not in proxy_protocol_trusted");
+			return;
+		}
 		if (v != PG_STARTUP_OK) {
 			startup_rejected(s, v, 0);
 			return;
@@ -448,6 +480,49 @@ static void startup_read(struct session *s)
 	}
 }
 
+/* ---- PROXY protocol ---------------------------------------------------- */
+
+static void set_peer(struct session *s, const struct sockaddr *sa)
+{
+	memcpy(&s->client_addr, sa, sa->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+							  : sizeof(struct sockaddr_in));
+	net_format_addr(sa, s->peer, sizeof(s->peer));
+	snprintf(s->prefix, sizeof(s->prefix), "C-%llu %s%s%s", (unsigned long long)s->id, s->peer,
+		 s->via[0] ? " via " : "", s->via);
+}
+
+static void proxy_header_read(struct session *s)
+{
+	const struct config *cfg = config_current();
+	struct evbuffer *in = bufferevent_get_input(s->client);
+	size_t avail = evbuffer_get_length(in);
+	size_t n = avail < PROXY_V2_MAX_LEN ? avail : PROXY_V2_MAX_LEN;
+	struct proxy_header h;
+	enum proxy_verdict v;
+	char why[160];
+
+	v = proxy_header_parse(evbuffer_pullup(in, (ssize_t)n), n, (unsigned)cfg->proxy_protocol, &h);
+	if (v == PROXY_NEED_MORE)
+		return;		/* bounded by the parser's caps and the startup timeout */
+	if (v != PROXY_OK) {
+		snprintf(why, sizeof(why), "PROXY header from a trusted peer: %s", proxy_verdict_str(v));
+		reject(s, REJECT_PROXY_HEADER, why);
+		return;
+	}
+	evbuffer_drain(in, h.length);
+	if (!h.local) {
+		snprintf(s->via, sizeof(s->via), "%s", s->peer);
+		set_peer(s, (struct sockaddr *)&h.src);
+	}
+	if (!allowlist_match(cfg->allow, (struct sockaddr *)&s->client_addr)) {
+		snprintf(why, sizeof(why), "source %s not allowed (rule set %u)", s->peer, cfg->generation);
+		reject(s, REJECT_NOT_ALLOWED, why);
+		return;
+	}
+	session_set_state(s, SESSION_STARTUP);
+	startup_read(s);
+}
+
 /* ---- client side ------------------------------------------------------ */
 
 static void client_read(struct bufferevent *bev, void *arg)
@@ -457,6 +532,9 @@ static void client_read(struct bufferevent *bev, void *arg)
 
 	s->client_bytes_seen += evbuffer_get_length(in);
 	switch (s->state) {
+	case SESSION_PROXY_HEADER:
+		proxy_header_read(s);
+		break;
 	case SESSION_STARTUP:
 		startup_read(s);
 		break;
@@ -509,9 +587,11 @@ static void session_timer(evutil_socket_t fd, short what, void *arg)
 			slog_debug(s, "closing: peer did not take the last bytes in time");
 		session_free(s);
 		break;
+	case SESSION_PROXY_HEADER:
+		reject(s, REJECT_PROXY_HEADER, "no PROXY header from a trusted peer in time");
+		break;
 	case SESSION_STARTUP:
-		s->w->stats.protocol_errors++;
-		session_close(s, "startup timeout");
+		reject(s, REJECT_STARTUP_TIMEOUT, "startup timeout");
 		break;
 	default:
 		break;
@@ -520,20 +600,52 @@ static void session_timer(evutil_socket_t fd, short what, void *arg)
 
 /* ---- entry points ----------------------------------------------------- */
 
+/*
+ * Before any byte is read: a source that is not allowed costs one log line
+ * (rate-limited) and a close. A trusted load balancer is let in to send its
+ * PROXY header; the real source is checked when it has.
+ */
+static bool admit(struct worker *w, const struct config *cfg, const struct sockaddr *peer,
+		  bool *expect_header)
+{
+	unsigned long suppressed = 0;
+	char addr[64];
+
+	*expect_header = cfg->proxy_protocol && allowlist_match(cfg->proxy_protocol_trusted, peer);
+	if (*expect_header || allowlist_match(cfg->allow, peer))
+		return true;
+	w->stats.rejected[REJECT_NOT_ALLOWED]++;
+	if (ratelimit_pass(&w->deny_log, (int64_t)time(NULL), &suppressed)) {
+		net_format_addr(peer, addr, sizeof(addr));
+		log_info("rejected: source %s not allowed (rule set %u)%s", addr, cfg->generation,
+			 suppressed ? "; more rejections were not logged" : "");
+		if (suppressed)
+			log_info("rejected: %lu connections not logged (at most %u per %d s)", suppressed,
+				 w->deny_log.burst, w->deny_log.period);
+	}
+	return false;
+}
+
 void session_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	const struct config *cfg = config_current();
-	struct session *s = calloc(1, sizeof(*s));
+	struct session *s;
+	bool expect_header;
 
+	if (!admit(w, cfg, peer, &expect_header)) {
+		close(fd);
+		return;
+	}
+	s = calloc(1, sizeof(*s));
 	if (!s) {
 		close(fd);
 		return;
 	}
 	s->w = w;
 	s->id = ++w->next_session_id;
+	s->state = expect_header ? SESSION_PROXY_HEADER : SESSION_STARTUP;
 	gettimeofday(&s->started, NULL);
-	net_format_addr(peer, s->peer, sizeof(s->peer));
-	snprintf(s->prefix, sizeof(s->prefix), "C-%llu %s", (unsigned long long)s->id, s->peer);
+	set_peer(s, peer);
 	s->client = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
 	s->timer = evtimer_new(w->base, session_timer, s);
 	if (!s->client || !s->timer) {
@@ -554,16 +666,21 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *peer, sockl
 	bufferevent_setwatermark(s->client, EV_READ, 0, (size_t)cfg->relay_buffer_size);
 	slog_debug(s, "accepted");
 	if (w->nsessions > (unsigned)cfg->max_client_conn) {
-		char msg[96];
-
-		w->stats.rejected_max_conn++;
-		snprintf(msg, sizeof(msg), "too many connections (max_client_conn = %d)", cfg->max_client_conn);
-		slog_warning(s, "%s", msg);
-		fail_session(s, PG_SQLSTATE_TOO_MANY_CONNECTIONS, msg, "too many connections");
-		return;
+		/* Cancel requests still pass: they are how a full server is relieved. */
+		w->stats.rejected[REJECT_TOO_MANY]++;
+		s->refuse_sqlstate = PG_SQLSTATE_TOO_MANY_CONNECTIONS;
+		snprintf(s->refuse_message, sizeof(s->refuse_message),
+			 "too many connections (max_client_conn = %d)", cfg->max_client_conn);
+		slog_warning(s, "%s", s->refuse_message);
 	}
 	arm_timer(s, cfg->startup_timeout_ms);
 	bufferevent_enable(s->client, EV_READ);
+}
+
+/* Has the client begun a startup packet that is not complete yet? */
+static bool startup_in_flight(struct session *s)
+{
+	return evbuffer_get_length(bufferevent_get_input(s->client)) > 0;
 }
 
 void session_drain_logins(struct worker *w)
@@ -572,9 +689,17 @@ void session_drain_logins(struct worker *w)
 
 	for (s = TAILQ_FIRST(&w->sessions); s; s = next) {
 		next = TAILQ_NEXT(s, link);
-		if (s->state == SESSION_STARTUP || s->state == SESSION_CONNECTING)
+		if (s->state == SESSION_PROXY_HEADER) {
+			session_close(s, "shutting down");
+		} else if (s->state == SESSION_CONNECTING ||
+			   (s->state == SESSION_STARTUP && !startup_in_flight(s))) {
 			fail_session(s, PG_SQLSTATE_CANNOT_CONNECT_NOW, "walgate is shutting down",
 				     "shutting down");
+		} else if (s->state == SESSION_STARTUP) {
+			/* Half a packet is here: answer when it is whole (or time out). */
+			s->refuse_sqlstate = PG_SQLSTATE_CANNOT_CONNECT_NOW;
+			snprintf(s->refuse_message, sizeof(s->refuse_message), "walgate is shutting down");
+		}
 	}
 }
 
@@ -588,6 +713,25 @@ void session_close_all(struct worker *w)
 			continue;
 		fail_session(s, PG_SQLSTATE_ADMIN_SHUTDOWN,
 			     "terminating connection because walgate is shutting down", "shutdown");
+	}
+}
+
+void session_enforce_allowlist(struct worker *w)
+{
+	const struct config *cfg = config_current();
+	struct session *s, *next;
+	char msg[160];
+
+	for (s = TAILQ_FIRST(&w->sessions); s; s = next) {
+		next = TAILQ_NEXT(s, link);
+		if (s->state == SESSION_CLOSING || s->state == SESSION_PROXY_HEADER ||
+		    allowlist_match(cfg->allow, (struct sockaddr *)&s->client_addr))
+			continue;
+		w->stats.sessions_closed_by_reload++;
+		snprintf(msg, sizeof(msg), "terminating connection: source %s is no longer allowed by walgate",
+			 s->peer);
+		slog_info(s, "closing: source no longer allowed (rule set %u)", cfg->generation);
+		fail_session(s, PG_SQLSTATE_ADMIN_SHUTDOWN, msg, "no longer allowed after reload");
 	}
 }
 

@@ -2,9 +2,13 @@
  * session.h - one client connection and its upstream connection, from
  * accept to close, as an explicit state machine:
  *
- *   STARTUP --StartupMessage--> CONNECTING --connected--> RELAY
- *      |                            |                       |
- *      +--CancelRequest--> CANCEL   +-----------------------+--> CLOSING --> freed
+ *   [PROXY_HEADER] --> STARTUP --StartupMessage--> CONNECTING --connected--> RELAY
+ *                         |                            |                       |
+ *                         +--CancelRequest--> CANCEL   +-----------------------+--> CLOSING
+ *
+ * The source address is checked against the allow list at accept, before
+ * any byte is read; behind a trusted load balancer, once its PROXY header
+ * has named the real source.
  *
  * CLOSING flushes what is already queued to each side (an error for the
  * client, a Terminate for the server), bounded by a timer, then frees.
@@ -28,6 +32,7 @@ struct event;
 struct upstream_connect;
 
 enum session_state {
+	SESSION_PROXY_HEADER,
 	SESSION_STARTUP,
 	SESSION_CONNECTING,
 	SESSION_RELAY,
@@ -46,14 +51,23 @@ struct session {
 	struct event *timer;		/* startup, connect and closing deadlines */
 	struct timeval started;
 
-	char prefix[80];		/* "C-12 127.0.0.1:5000", for log lines */
-	char peer[64];
+	char prefix[160];		/* "C-12 127.0.0.1:5000", for log lines */
+	char peer[64];			/* the client: the socket's peer, or the PROXY header's source */
+	char via[64];			/* the load balancer that sent a PROXY header, or "" */
+	struct sockaddr_storage client_addr;	/* what the allow list is checked against */
 	uint64_t client_bytes_seen;	/* any bytes at all from the client */
 
 	uint8_t *startup_pkt;		/* the StartupMessage, forwarded upstream */
 	struct pg_startup startup;	/* its strings point into startup_pkt */
 	bool refused_ssl;
 	bool refused_gss;
+	/*
+	 * A refusal (too many connections, shutting down) waits for the startup
+	 * packet: sent earlier, libpq would take it as the answer to its
+	 * SSLRequest and hide the message.
+	 */
+	const char *refuse_sqlstate;
+	char refuse_message[96];
 
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
@@ -74,6 +88,9 @@ void session_drain_logins(struct worker *w);
 
 /* Close every session, telling clients why where the protocol allows. */
 void session_close_all(struct worker *w);
+
+/* After a reload with enforce_on_reload: close sessions whose source is no longer allowed. */
+void session_enforce_allowlist(struct worker *w);
 
 /* Free whatever is left at exit, without waiting for anything. */
 void session_free_all(struct worker *w);

@@ -162,7 +162,10 @@ static void start_resolving(struct upstream_connect *uc)
 	hints.ai_family = AF_UNSPEC;
 	hints.ai_socktype = SOCK_STREAM;
 	hints.ai_protocol = IPPROTO_TCP;
-	hints.ai_flags = EVUTIL_AI_ADDRCONFIG;
+	/*
+	 * No AI_ADDRCONFIG: libevent does not count loopback or ULA addresses as
+	 * IPv6 connectivity, and would refuse even "::1" on a host with only those.
+	 */
 	uc->phase = UC_RESOLVING;
 	/* The step event doubles as the resolve timeout while resolving. */
 	event_add(uc->step, &uc->timeout);

@@ -9,10 +9,44 @@
 
 #include "log.h"
 
+static const char *const reject_names[REJECT_REASONS] = {
+	[REJECT_NOT_ALLOWED] = "not_allowed",
+	[REJECT_PROXY_HEADER] = "proxy_header",
+	[REJECT_PROXY_UNTRUSTED] = "proxy_untrusted",
+	[REJECT_TOO_MANY] = "too_many_connections",
+	[REJECT_PROTOCOL] = "protocol_violation",
+	[REJECT_STARTUP_TIMEOUT] = "startup_timeout",
+};
+
+const char *reject_reason_name(enum reject_reason r)
+{
+	return r < REJECT_REASONS ? reject_names[r] : "unknown";
+}
+
+bool ratelimit_pass(struct ratelimit *rl, int64_t now, unsigned long *suppressed)
+{
+	if (now - rl->window_start >= rl->period) {
+		rl->window_start = now;
+		rl->used = 0;
+	}
+	if (rl->used >= rl->burst) {
+		rl->suppressed++;
+		return false;
+	}
+	rl->used++;
+	*suppressed = rl->suppressed;
+	rl->suppressed = 0;
+	return true;
+}
+
 int worker_init(struct worker *w)
 {
 	memset(w, 0, sizeof(*w));
 	TAILQ_INIT(&w->sessions);
+	w->upstream_reachable = -1;
+	w->started_at = time(NULL);
+	w->deny_log.period = 10;
+	w->deny_log.burst = 20;
 	w->base = event_base_new();
 	if (!w->base) {
 		log_error("cannot create the event loop");

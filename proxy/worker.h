@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
+#include <time.h>
 
 struct event_base;
 struct evdns_base;
@@ -15,15 +16,45 @@ struct session;
 
 TAILQ_HEAD(session_list, session);
 
+/* Why a connection was turned away before it reached the upstream. */
+enum reject_reason {
+	REJECT_NOT_ALLOWED,		/* source address not on the allow list */
+	REJECT_PROXY_HEADER,		/* trusted peer: PROXY header missing, malformed or late */
+	REJECT_PROXY_UNTRUSTED,		/* a PROXY header from a peer not trusted to send one */
+	REJECT_TOO_MANY,		/* max_client_conn reached */
+	REJECT_PROTOCOL,		/* invalid startup packet */
+	REJECT_STARTUP_TIMEOUT,		/* no complete startup packet in time */
+	REJECT_REASONS
+};
+
+const char *reject_reason_name(enum reject_reason r);
+
+/* At most `burst` events per `period` seconds pass; the rest are counted. */
+struct ratelimit {
+	int period;
+	unsigned burst;
+	int64_t window_start;
+	unsigned used;
+	unsigned long suppressed;
+};
+
+/*
+ * True when an event at `now` may be logged. *suppressed receives how many
+ * were held back since the last one that passed (to say so in that line).
+ */
+bool ratelimit_pass(struct ratelimit *rl, int64_t now, unsigned long *suppressed);
+
 struct worker_stats {
 	uint64_t accepted;
-	uint64_t rejected_max_conn;
+	uint64_t rejected[REJECT_REASONS];
 	uint64_t closed;
 	uint64_t bytes_client_to_server;
 	uint64_t bytes_server_to_client;
 	uint64_t protocol_errors;
 	uint64_t upstream_connect_failures;
 	uint64_t cancels_forwarded;
+	uint64_t sessions_closed_by_reload;
+	uint64_t config_reload_failures;
 };
 
 struct worker {
@@ -35,6 +66,9 @@ struct worker {
 	bool draining;			/* stopped accepting; exit when the last session ends */
 	void (*on_idle)(struct worker *w);	/* called when draining and nsessions drops to 0 */
 	struct worker_stats stats;
+	int upstream_reachable;		/* last connect: 1 reached, 0 failed, -1 none yet */
+	time_t started_at;
+	struct ratelimit deny_log;	/* "not allowed" lines: a scan must not flood the log */
 };
 
 /* Create the event base and resolver; returns -1 (and logs) on failure. */

@@ -1,0 +1,235 @@
+/*
+ * metrics.c - the scrape endpoint: routing, its own allow list, and
+ * rendering the counters of a worker in Prometheus text format 0.0.4.
+ *
+ * Names follow Prometheus' rules: base units in names, counters end in
+ * _total, labels of low cardinality. Everything is read at scrape time,
+ * so the relay's hot path only bumps plain integers.
+ */
+#include "metrics.h"
+
+#include <event2/buffer.h>
+#include <event2/http.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "allowlist.h"
+#include "config.h"
+#include "log.h"
+#include "session.h"
+#include "walgate_version.h"
+#include "worker.h"
+
+struct metrics_server {
+	struct worker *w;
+	struct evhttp *http;
+	bool accepting;
+};
+
+static void family(struct evbuffer *b, const char *name, const char *type, const char *help)
+{
+	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void sample(struct evbuffer *b, const char *name, const char *labels, double v)
+{
+	if (labels)
+		evbuffer_add_printf(b, "%s{%s} %.17g\n", name, labels, v);
+	else
+		evbuffer_add_printf(b, "%s %.17g\n", name, v);
+}
+
+static void counter(struct evbuffer *b, const char *name, const char *help, uint64_t v)
+{
+	family(b, name, "counter", help);
+	sample(b, name, NULL, (double)v);
+}
+
+static void render_connections(struct evbuffer *b, const struct worker *w)
+{
+	const struct session *s;
+	unsigned replication = 0, regular = 0;
+	uint64_t to_server = w->stats.bytes_client_to_server;
+	uint64_t to_client = w->stats.bytes_server_to_client;
+	char labels[64];
+
+	TAILQ_FOREACH(s, &w->sessions, link) {
+		if (s->startup.replication_mode != PG_REPLICATION_NONE)
+			replication++;
+		else
+			regular++;
+		to_server += s->to_server.bytes;
+		to_client += s->to_client.bytes;
+	}
+	counter(b, "walgate_connections_accepted_total",
+		"Client connections accepted past the allow list.", w->stats.accepted);
+	family(b, "walgate_connections_rejected_total", "counter",
+	       "Client connections turned away before reaching the upstream, by reason.");
+	for (int r = 0; r < REJECT_REASONS; r++) {
+		snprintf(labels, sizeof(labels), "reason=\"%s\"", reject_reason_name((enum reject_reason)r));
+		sample(b, "walgate_connections_rejected_total", labels, (double)w->stats.rejected[r]);
+	}
+	family(b, "walgate_connections_active", "gauge", "Client connections open now, by kind.");
+	sample(b, "walgate_connections_active", "kind=\"replication\"", replication);
+	sample(b, "walgate_connections_active", "kind=\"regular\"", regular);
+	family(b, "walgate_bytes_total", "counter", "Bytes relayed, by direction.");
+	sample(b, "walgate_bytes_total", "direction=\"client_to_upstream\"", (double)to_server);
+	sample(b, "walgate_bytes_total", "direction=\"upstream_to_client\"", (double)to_client);
+}
+
+static void render(struct evbuffer *b, const struct worker *w)
+{
+	const struct config *cfg = config_current();
+
+	family(b, "walgate_build_info", "gauge", "Always 1; the version is a label.");
+	sample(b, "walgate_build_info", "version=\"" WALGATE_VERSION "\"", 1);
+	family(b, "walgate_start_time_seconds", "gauge", "When walgate started, in seconds since the epoch.");
+	sample(b, "walgate_start_time_seconds", NULL, (double)w->started_at);
+	render_connections(b, w);
+	counter(b, "walgate_protocol_errors_total",
+		"Messages that broke the protocol (framing, startup packet, PROXY header).",
+		w->stats.protocol_errors);
+	counter(b, "walgate_upstream_connect_failures_total",
+		"Connections to the upstream that could not be opened.", w->stats.upstream_connect_failures);
+	counter(b, "walgate_cancel_requests_total", "Cancel requests forwarded to the upstream.",
+		w->stats.cancels_forwarded);
+	counter(b, "walgate_config_reload_failures_total",
+		"Reloads refused because the configuration did not parse or validate.",
+		w->stats.config_reload_failures);
+	counter(b, "walgate_sessions_closed_by_reload_total",
+		"Sessions closed because a reload removed their source from the allow list.",
+		w->stats.sessions_closed_by_reload);
+	family(b, "walgate_config_generation", "gauge",
+	       "Generation of the configuration in force (the rule set version in logs).");
+	sample(b, "walgate_config_generation", NULL, cfg->generation);
+}
+
+static bool peer_allowed(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+
+	return sa && allowlist_match(config_current()->metrics_allow, sa);
+}
+
+static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *body)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (!b) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	evbuffer_add(b, body, strlen(body));
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", "text/plain; charset=utf-8");
+	evhttp_send_reply(req, code, reason, b);
+	evbuffer_free(b);
+}
+
+static bool is_ready(const struct metrics_server *m)
+{
+	return m->accepting && m->w->upstream_reachable != 0;
+}
+
+static void handle(struct evhttp_request *req, void *arg)
+{
+	struct metrics_server *m = arg;
+	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+
+	if (!peer_allowed(req)) {
+		reply_text(req, 403, "Forbidden", "forbidden\n");
+		return;
+	}
+	if (!path)
+		path = "/";
+	if (strcmp(path, "/metrics") && strcmp(path, "/healthz") && strcmp(path, "/readyz")) {
+		reply_text(req, 404, "Not Found", "not found: try /metrics, /healthz or /readyz\n");
+		return;
+	}
+	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
+		reply_text(req, 405, "Method Not Allowed", "method not allowed\n");
+		return;
+	}
+	if (!strcmp(path, "/healthz")) {
+		reply_text(req, 200, "OK", "ok\n");
+	} else if (!strcmp(path, "/readyz")) {
+		if (is_ready(m))
+			reply_text(req, 200, "OK", "ready\n");
+		else
+			reply_text(req, 503, "Service Unavailable",
+				   m->accepting ? "not ready: the upstream was unreachable at the last connect\n"
+						: "not ready: not accepting connections\n");
+	} else {
+		struct evbuffer *b = evbuffer_new();
+
+		if (!b) {
+			evhttp_send_error(req, 500, NULL);
+			return;
+		}
+		render(b, m->w);
+		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+				  "text/plain; version=0.0.4; charset=utf-8");
+		evhttp_send_reply(req, 200, "OK", b);
+		evbuffer_free(b);
+	}
+}
+
+struct metrics_server *metrics_start(struct worker *w, const struct config *cfg, bool *disabled)
+{
+	struct metrics_server *m;
+
+	*disabled = cfg->metrics_listen.n == 0;
+	if (*disabled)
+		return NULL;
+	m = calloc(1, sizeof(*m));
+	if (!m || !(m->http = evhttp_new(w->base))) {
+		log_error("cannot start the metrics endpoint: out of memory");
+		free(m);
+		return NULL;
+	}
+	m->w = w;
+	m->accepting = true;
+	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
+				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);
+	evhttp_set_gencb(m->http, handle, m);
+	evhttp_set_timeout(m->http, 10);
+	evhttp_set_max_headers_size(m->http, 8192);
+	evhttp_set_max_body_size(m->http, 4096);
+	for (size_t i = 0; i < cfg->metrics_listen.n; i++) {
+		const struct config_addr *a = &cfg->metrics_listen.v[i];
+		char host[64];
+		const char *colon = strrchr(a->text, ':');
+		int port = atoi(colon + 1);
+
+		snprintf(host, sizeof(host), "%.*s", (int)(colon - a->text), a->text);
+		if (host[0] == '[') {	/* evhttp wants the bare IPv6 address */
+			memmove(host, host + 1, strlen(host));
+			host[strlen(host) - 1] = '\0';
+		}
+		if (evhttp_bind_socket(m->http, host, (uint16_t)port) < 0) {
+			log_error("cannot serve metrics on %s", a->text);
+			metrics_stop(m);
+			return NULL;
+		}
+		log_info("metrics on http://%s/metrics", a->text);
+	}
+	return m;
+}
+
+void metrics_stop(struct metrics_server *m)
+{
+	if (!m)
+		return;
+	evhttp_free(m->http);
+	free(m);
+}
+
+void metrics_set_accepting(struct metrics_server *m, bool accepting)
+{
+	if (m)
+		m->accepting = accepting;
+}

@@ -1,0 +1,25 @@
+/*
+ * metrics.h - the HTTP endpoint that Prometheus and orchestrators use:
+ * /metrics (text exposition format 0.0.4), /healthz and /readyz.
+ */
+#ifndef WALGATE_METRICS_H
+#define WALGATE_METRICS_H
+
+#include <stdbool.h>
+
+struct worker;
+struct config;
+struct metrics_server;
+
+/*
+ * Serve on cfg's [metrics] listen addresses; returns NULL (logged) when one
+ * cannot be bound. With no address configured, returns NULL and sets
+ * *disabled.
+ */
+struct metrics_server *metrics_start(struct worker *w, const struct config *cfg, bool *disabled);
+void metrics_stop(struct metrics_server *m);
+
+/* Readiness also needs walgate to be accepting clients (not draining). */
+void metrics_set_accepting(struct metrics_server *m, bool accepting);
+
+#endif

@@ -1,0 +1,152 @@
+"""Just enough of the PostgreSQL wire protocol to poke a server by hand.
+
+Builders for the first packets a client sends (StartupMessage, SSLRequest,
+GSSENCRequest, CancelRequest, a protocol 2.0 startup packet) and readers for
+what comes back (whole messages, ErrorResponse fields, end of stream).
+"""
+
+import socket
+import struct
+import time
+
+PROTOCOL_3_0 = 196608            # 3 << 16
+PROTOCOL_2_0 = 131072            # 2 << 16
+SSL_REQUEST_CODE = 80877103
+GSSENC_REQUEST_CODE = 80877104
+CANCEL_REQUEST_CODE = 80877102
+
+AUTH_OK = 0
+AUTH_SASL = 10
+
+
+def startup_message(params, protocol=PROTOCOL_3_0):
+    body = struct.pack("!i", protocol)
+    for key, value in params.items():
+        body += key.encode() + b"\0" + value.encode() + b"\0"
+    body += b"\0"
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def ssl_request():
+    return struct.pack("!ii", 8, SSL_REQUEST_CODE)
+
+
+def gssenc_request():
+    return struct.pack("!ii", 8, GSSENC_REQUEST_CODE)
+
+
+def cancel_request(pid, key):
+    return struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, key)
+
+
+def startup_packet_v2(user, database):
+    """The fixed 296-byte StartupPacket of protocol 2.0."""
+    def field(value, size):
+        return value.encode().ljust(size, b"\0")[:size]
+    body = (struct.pack("!i", PROTOCOL_2_0) + field(database, 64) + field(user, 32)
+            + field("", 64) + field("", 64) + field("", 64))
+    return struct.pack("!i", len(body) + 4) + body
+
+
+def connect(host, port, timeout=5.0):
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.settimeout(timeout)
+    sock.connect((host, port))
+    return sock
+
+
+def recv_exact(sock, n):
+    """n bytes, or fewer if the peer closed the connection first."""
+    buf = b""
+    while len(buf) < n:
+        chunk = sock.recv(n - len(buf))
+        if not chunk:
+            break
+        buf += chunk
+    return buf
+
+
+class ConnectionClosed(Exception):
+    pass
+
+
+def read_message(sock):
+    """One backend message as (type byte as str, body bytes)."""
+    header = recv_exact(sock, 5)
+    if len(header) < 5:
+        raise ConnectionClosed(f"connection closed after {len(header)} bytes of a header")
+    mtype, length = header[:1].decode("latin-1"), struct.unpack("!i", header[1:])[0]
+    if length < 4:
+        raise ValueError(f"bad message length {length} for type {mtype!r}")
+    body = recv_exact(sock, length - 4)
+    if len(body) < length - 4:
+        raise ConnectionClosed(f"connection closed inside a {mtype!r} message")
+    return mtype, body
+
+
+def parse_error_fields(body):
+    """ErrorResponse/NoticeResponse body -> {field code: value}."""
+    fields = {}
+    pos = 0
+    while pos < len(body) and body[pos] != 0:
+        code = chr(body[pos])
+        end = body.index(b"\0", pos + 1)
+        fields[code] = body[pos + 1:end].decode("utf-8", errors="replace")
+        pos = end + 1
+    return fields
+
+
+def read_error(sock):
+    """Read one message, which must be an ErrorResponse; returns its fields."""
+    mtype, body = read_message(sock)
+    if mtype != "E":
+        raise AssertionError(f"expected ErrorResponse, got {mtype!r}: {body!r}")
+    return parse_error_fields(body)
+
+
+def auth_request(body):
+    """The authentication type of an 'R' message, and the rest."""
+    return struct.unpack("!i", body[:4])[0], body[4:]
+
+
+def sasl_mechanisms(rest):
+    return [m.decode() for m in rest.split(b"\0") if m]
+
+
+def wait_closed(sock, timeout):
+    """Read until the peer closes; returns (closed, data read, seconds waited).
+
+    A reset counts as closed. Data read before the close is returned so a
+    caller can check that it was, say, an ErrorResponse."""
+    start = time.monotonic()
+    deadline = start + timeout
+    data = b""
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False, data, time.monotonic() - start
+        sock.settimeout(left)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return False, data, time.monotonic() - start
+        except ConnectionResetError:
+            return True, data, time.monotonic() - start
+        if not chunk:
+            return True, data, time.monotonic() - start
+        data += chunk
+
+
+def split_messages(data):
+    """Backend messages in a byte string, as [(type, body)]; a trailing
+    partial message is ignored."""
+    out = []
+    pos = 0
+    while pos + 5 <= len(data):
+        length = struct.unpack("!i", data[pos + 1:pos + 5])[0]
+        if pos + 1 + length > len(data):
+            break
+        out.append((chr(data[pos]), data[pos + 5:pos + 1 + length]))
+        pos += 1 + length
+    return out
