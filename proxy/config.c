@@ -31,6 +31,7 @@ enum key_type {
 	KT_LISTEN,
 	KT_ALLOWLIST,		/* struct allowlist * */
 	KT_PROXY_MODE,		/* int, PROXY_ACCEPT_* bits */
+	KT_CHOICE,		/* int, index into choices ("a|b|c") */
 };
 
 struct config_key {
@@ -41,41 +42,53 @@ struct config_key {
 	const char *def;	/* NULL: required or empty */
 	int64_t min, max;	/* for KT_INT, KT_DURATION, KT_SIZE */
 	bool reloadable;
+	const char *choices;	/* for KT_CHOICE */
 };
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY_MS (86400 * 1000LL)
 
 static const struct config_key config_keys[] = {
-	{ "walgate", "listen", KT_LISTEN, OFF(listen), "0.0.0.0:5432, [::]:5432", 0, 0, false },
-	{ "walgate", "listen_backlog", KT_INT, OFF(listen_backlog), "128", 1, 65535, false },
-	{ "walgate", "workers", KT_INT, OFF(workers), "0", 0, 1024, false },
-	{ "walgate", "log_level", KT_LOG_LEVEL, OFF(log_level), "info", 0, 0, true },
-	{ "walgate", "log_format", KT_LOG_FORMAT, OFF(log_format_json), "text", 0, 0, true },
-	{ "walgate", "max_client_conn", KT_INT, OFF(max_client_conn), "1000", 1, 1000000, true },
-	{ "walgate", "startup_timeout", KT_DURATION, OFF(startup_timeout_ms), "10s", 100, DAY_MS, true },
-	{ "walgate", "drain_timeout", KT_DURATION, OFF(drain_timeout_ms), "30s", 0, DAY_MS, true },
-	{ "walgate", "max_message_size", KT_SIZE, OFF(max_message_size), "1GB", 1024, 0x7fffffff, true },
-	{ "walgate", "relay_buffer_size", KT_SIZE, OFF(relay_buffer_size), "256kB", 4096, 64 << 20, true },
-	{ "walgate", "tcp_keepalive", KT_BOOL, OFF(tcp_keepalive), "on", 0, 0, true },
-	{ "walgate", "tcp_keepalive_idle", KT_DURATION, OFF(tcp_keepalive_idle_ms), "60s", 1000, DAY_MS, true },
-	{ "walgate", "tcp_keepalive_interval", KT_DURATION, OFF(tcp_keepalive_interval_ms), "10s", 1000, DAY_MS, true },
-	{ "walgate", "tcp_keepalive_count", KT_INT, OFF(tcp_keepalive_count), "6", 1, 127, true },
-	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false },
-	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true },
-	{ "access", "allow", KT_ALLOWLIST, OFF(allow), NULL, 0, 0, true },
-	{ "access", "proxy_protocol", KT_PROXY_MODE, OFF(proxy_protocol), "off", 0, 0, true },
-	{ "access", "proxy_protocol_trusted", KT_ALLOWLIST, OFF(proxy_protocol_trusted), NULL, 0, 0, true },
-	{ "access", "enforce_on_reload", KT_BOOL, OFF(enforce_on_reload), "off", 0, 0, true },
-	{ "upstream", "host", KT_STRING, OFF(upstream_host), NULL, 0, 0, true },
-	{ "upstream", "port", KT_INT, OFF(upstream_port), "5432", 1, 65535, true },
-	{ "upstream", "connect_timeout", KT_DURATION, OFF(upstream_connect_timeout_ms), "10s", 100, DAY_MS, true },
+	{ "walgate", "listen", KT_LISTEN, OFF(listen), "0.0.0.0:5432, [::]:5432", 0, 0, false, NULL },
+	{ "walgate", "listen_backlog", KT_INT, OFF(listen_backlog), "128", 1, 65535, false, NULL },
+	{ "walgate", "workers", KT_INT, OFF(workers), "0", 0, 1024, false, NULL },
+	{ "walgate", "log_level", KT_LOG_LEVEL, OFF(log_level), "info", 0, 0, true, NULL },
+	{ "walgate", "log_format", KT_LOG_FORMAT, OFF(log_format_json), "text", 0, 0, true, NULL },
+	{ "walgate", "max_client_conn", KT_INT, OFF(max_client_conn), "1000", 1, 1000000, true, NULL },
+	{ "walgate", "startup_timeout", KT_DURATION, OFF(startup_timeout_ms), "10s", 100, DAY_MS, true, NULL },
+	{ "walgate", "drain_timeout", KT_DURATION, OFF(drain_timeout_ms), "30s", 0, DAY_MS, true, NULL },
+	{ "walgate", "max_message_size", KT_SIZE, OFF(max_message_size), "1GB", 1024, 0x7fffffff, true, NULL },
+	{ "walgate", "relay_buffer_size", KT_SIZE, OFF(relay_buffer_size), "256kB", 4096, 64 << 20, true, NULL },
+	{ "walgate", "tcp_keepalive", KT_BOOL, OFF(tcp_keepalive), "on", 0, 0, true, NULL },
+	{ "walgate", "tcp_keepalive_idle", KT_DURATION, OFF(tcp_keepalive_idle_ms), "60s", 1000, DAY_MS, true, NULL },
+	{ "walgate", "tcp_keepalive_interval", KT_DURATION, OFF(tcp_keepalive_interval_ms), "10s", 1000, DAY_MS, true, NULL },
+	{ "walgate", "tcp_keepalive_count", KT_INT, OFF(tcp_keepalive_count), "6", 1, 127, true, NULL },
+	{ "tls", "client_tls", KT_CHOICE, OFF(client_tls), "auto", 0, 0, true, "auto|disable|allow|require" },
+	{ "tls", "cert_file", KT_STRING, OFF(cert_file), NULL, 0, 0, true, NULL },
+	{ "tls", "key_file", KT_STRING, OFF(key_file), NULL, 0, 0, true, NULL },
+	{ "tls", "ca_file", KT_STRING, OFF(ca_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_tls", KT_CHOICE, OFF(server_tls), "prefer", 0, 0, true,
+	  "disable|prefer|require|verify-ca|verify-full" },
+	{ "tls", "server_ca_file", KT_STRING, OFF(server_ca_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_cert_file", KT_STRING, OFF(server_cert_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_key_file", KT_STRING, OFF(server_key_file), NULL, 0, 0, true, NULL },
+	{ "tls", "min_version", KT_STRING, OFF(min_version), "TLSv1.2", 0, 0, true, NULL },
+	{ "tls", "ciphers", KT_STRING, OFF(ciphers), NULL, 0, 0, true, NULL },
+	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
+	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
+	{ "access", "allow", KT_ALLOWLIST, OFF(allow), NULL, 0, 0, true, NULL },
+	{ "access", "proxy_protocol", KT_PROXY_MODE, OFF(proxy_protocol), "off", 0, 0, true, NULL },
+	{ "access", "proxy_protocol_trusted", KT_ALLOWLIST, OFF(proxy_protocol_trusted), NULL, 0, 0, true, NULL },
+	{ "access", "enforce_on_reload", KT_BOOL, OFF(enforce_on_reload), "off", 0, 0, true, NULL },
+	{ "upstream", "host", KT_STRING, OFF(upstream_host), NULL, 0, 0, true, NULL },
+	{ "upstream", "port", KT_INT, OFF(upstream_port), "5432", 1, 65535, true, NULL },
+	{ "upstream", "connect_timeout", KT_DURATION, OFF(upstream_connect_timeout_ms), "10s", 100, DAY_MS, true, NULL },
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
 /* Sections whose settings later versions define; their keys are refused by name. */
-static const char *const future_sections[] = { "tls", "auth", "monitor" };
+static const char *const future_sections[] = { "auth", "monitor" };
 
 static struct config *current_config;
 
@@ -294,6 +307,25 @@ static const char *parse_proxy_mode(const char *value, int *out)
 	return "expected off, v1, v2 or any";
 }
 
+/* value must be one of the '|'-separated words of choices; *out is its index. */
+static const char *parse_choice(const char *value, const char *choices, int *out, char *why)
+{
+	const char *p = choices;
+	size_t vlen = strlen(value);
+
+	for (int i = 0; *p; i++) {
+		size_t len = strcspn(p, "|");
+
+		if (len == vlen && !strncasecmp(p, value, len)) {
+			*out = i;
+			return NULL;
+		}
+		p += len + (p[len] == '|');
+	}
+	snprintf(why, WHY_LEN, "expected one of %s", choices);
+	return why;
+}
+
 static const char *parse_value(const struct config_key *k, const char *value, struct config *cfg,
 			       char *why_buf)
 {
@@ -315,6 +347,8 @@ static const char *parse_value(const struct config_key *k, const char *value, st
 		return parse_allowlist(value, (struct allowlist **)field, why_buf);
 	case KT_PROXY_MODE:
 		return parse_proxy_mode(value, (int *)field);
+	case KT_CHOICE:
+		return parse_choice(value, k->choices, (int *)field, why_buf);
 	case KT_BOOL:
 		if ((why = parse_bool(value, &b)) == NULL)
 			*(int *)field = b;
@@ -441,7 +475,7 @@ static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
 	return true;
 }
 
-static bool validate(const struct config *cfg, char *err, size_t errlen)
+static bool validate(struct config *cfg, char *err, size_t errlen)
 {
 	if (cfg->listen.n == 0) {
 		snprintf(err, errlen, "[walgate] listen needs at least one address");
@@ -454,6 +488,17 @@ static bool validate(const struct config *cfg, char *err, size_t errlen)
 	if (!cfg->allow) {
 		snprintf(err, errlen, "[access] allow is required: list the client addresses to admit "
 			 "(allow = 0.0.0.0/0, ::/0 admits everyone, on purpose)");
+		return false;
+	}
+	if (cfg->client_tls == CLIENT_TLS_AUTO)
+		cfg->client_tls = cfg->cert_file ? CLIENT_TLS_REQUIRE : CLIENT_TLS_DISABLE;
+	if (cfg->client_tls != CLIENT_TLS_DISABLE && (!cfg->cert_file || !cfg->key_file)) {
+		snprintf(err, errlen, "[tls] client_tls = %s needs cert_file and key_file",
+			 cfg->client_tls == CLIENT_TLS_ALLOW ? "allow" : "require");
+		return false;
+	}
+	if (!cfg->server_cert_file != !cfg->server_key_file) {
+		snprintf(err, errlen, "[tls] server_cert_file and server_key_file go together");
 		return false;
 	}
 	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted) {

@@ -21,6 +21,22 @@ struct config_addr {
 	char text[64];			/* as written, for logs */
 };
 
+enum client_tls_mode {
+	CLIENT_TLS_AUTO,	/* require with a certificate, else disable */
+	CLIENT_TLS_DISABLE,
+	CLIENT_TLS_ALLOW,
+	CLIENT_TLS_REQUIRE,
+};
+
+/* libpq's sslmode values, towards the upstream. */
+enum server_tls_mode {
+	SERVER_TLS_DISABLE,
+	SERVER_TLS_PREFER,
+	SERVER_TLS_REQUIRE,
+	SERVER_TLS_VERIFY_CA,
+	SERVER_TLS_VERIFY_FULL,
+};
+
 struct config_addr_list {
 	struct config_addr *v;
 	size_t n;
@@ -48,6 +64,18 @@ struct config {
 	int proxy_protocol;		/* PROXY_ACCEPT_* bits; 0 = off */
 	struct allowlist *proxy_protocol_trusted;
 	int enforce_on_reload;
+
+	/* [tls] */
+	int client_tls;			/* enum client_tls_mode */
+	char *cert_file;
+	char *key_file;
+	char *ca_file;
+	int server_tls;			/* enum server_tls_mode */
+	char *server_ca_file;
+	char *server_cert_file;
+	char *server_key_file;
+	char *min_version;
+	char *ciphers;
 
 	/* [metrics] */
 	struct config_addr_list metrics_listen;	/* may be empty: endpoint off */

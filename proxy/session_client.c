@@ -1,0 +1,317 @@
+/*
+ * session_client.c - a session's client side: admission at accept, the
+ * PROXY header, the startup phase (SSLRequest, GSSENCRequest,
+ * CancelRequest, StartupMessage) and the client's callbacks.
+ */
+#include "session.h"
+#include "session_int.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "allowlist.h"
+#include "config.h"
+#include "netutil.h"
+#include "pg_message.h"
+#include "pg_wire.h"
+#include "proxy_header.h"
+#include "worker.h"
+
+/* ---- startup phase ---------------------------------------------------- */
+
+static struct session *find_by_cancel_key(struct worker *w, uint32_t pid, uint32_t key)
+{
+	struct session *s;
+
+	TAILQ_FOREACH(s, &w->sessions, link)
+		if (s->have_key && s->backend_pid == pid && s->backend_key == key)
+			return s;
+	return NULL;
+}
+
+static void start_cancel(struct session *s, const uint8_t *pkt, const struct pg_startup *st)
+{
+	struct session *target = find_by_cancel_key(s->w, st->cancel_pid, st->cancel_key);
+
+	s->startup_pkt = malloc(16);
+	if (!s->startup_pkt) {
+		session_close(s, "out of memory");
+		return;
+	}
+	memcpy(s->startup_pkt, pkt, 16);
+	s->startup.kind = PG_STARTUP_CANCEL_REQUEST;
+	session_set_state(s, SESSION_CANCEL);
+	bufferevent_disable(s->client, EV_READ);
+	slog_debug(s, "cancel request for backend %u%s", st->cancel_pid,
+		   target ? "" : " (no such session here; sent to the configured upstream)");
+	if (target)
+		session_connect_upstream(s, (struct sockaddr *)&target->upstream_addr, target->upstream_addrlen);
+	else
+		session_connect_upstream(s, NULL, 0);
+}
+
+static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
+{
+	if (s->refuse_sqlstate) {
+		session_fail(s, s->refuse_sqlstate, s->refuse_message, s->refuse_message);
+		return;
+	}
+	s->startup_pkt = malloc(len);
+	if (!s->startup_pkt) {
+		session_close(s, "out of memory");
+		return;
+	}
+	memcpy(s->startup_pkt, pkt, len);
+	/* Parse our own copy so that the strings outlive the input buffer. */
+	(void)pg_startup_parse(s->startup_pkt, len, &s->startup);
+	session_set_state(s, SESSION_CONNECTING);
+	bufferevent_disable(s->client, EV_READ);
+	session_connect_upstream(s, NULL, 0);
+}
+
+static void startup_rejected(struct session *s, enum pg_startup_verdict v, uint32_t code)
+{
+	char msg[160];
+
+	switch (v) {
+	case PG_STARTUP_BAD_PROTOCOL:
+		snprintf(msg, sizeof(msg), "unsupported frontend protocol %u.%u: walgate supports 3.x",
+			 PG_PROTOCOL_MAJOR(code), PG_PROTOCOL_MINOR(code));
+		session_protocol_violation(s, PG_SQLSTATE_FEATURE_NOT_SUPPORTED, msg);
+		break;
+	case PG_STARTUP_NO_USER:
+		session_protocol_violation(s, PG_SQLSTATE_INVALID_AUTHORIZATION,
+				   "no PostgreSQL user name specified in startup packet");
+		break;
+	default:
+		snprintf(msg, sizeof(msg), "invalid startup packet: %s", pg_startup_verdict_str(v));
+		session_protocol_violation(s, PG_SQLSTATE_PROTOCOL_VIOLATION, msg);
+		break;
+	}
+}
+
+/* Answer SSLRequest / GSSENCRequest with 'N': this version speaks plaintext. */
+static bool refuse_encryption(struct session *s, bool *already, const char *what)
+{
+	if (*already) {
+		char msg[80];
+
+		snprintf(msg, sizeof(msg), "%s sent twice", what);
+		session_protocol_violation(s, PG_SQLSTATE_PROTOCOL_VIOLATION, msg);
+		return false;
+	}
+	*already = true;
+	bufferevent_write(s->client, "N", 1);
+	return true;
+}
+
+/* Would these first bytes begin a PROXY header (v1 or v2)? */
+static bool looks_like_proxy_header(const uint8_t head[4])
+{
+	struct proxy_header h;
+
+	return proxy_header_parse(head, 4, PROXY_ACCEPT_V1 | PROXY_ACCEPT_V2, &h) != PROXY_NOT_PROXY;
+}
+
+static void startup_read(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->client);
+
+	for (;;) {
+		size_t avail = evbuffer_get_length(in);
+		uint8_t head[4];
+		const uint8_t *pkt;
+		uint32_t len;
+		struct pg_startup st;
+		enum pg_startup_verdict v;
+
+		if (avail < 4)
+			return;
+		evbuffer_copyout(in, head, 4);
+		v = pg_startup_length(head, 4, &len);
+		if (v != PG_STARTUP_OK && looks_like_proxy_header(head)) {
+			session_reject(s, REJECT_PROXY_UNTRUSTED,
+			       "PROXY protocol header from a peer not in proxy_protocol_trusted");
+			return;
+		}
+		if (v != PG_STARTUP_OK) {
+			startup_rejected(s, v, 0);
+			return;
+		}
+		if (avail < len)
+			return;
+		pkt = evbuffer_pullup(in, len);
+		v = pg_startup_parse(pkt, len, &st);
+		if (v != PG_STARTUP_OK) {
+			startup_rejected(s, v, st.code);
+			return;
+		}
+		switch (st.kind) {
+		case PG_STARTUP_SSL_REQUEST:
+			if (!refuse_encryption(s, &s->refused_ssl, "SSLRequest"))
+				return;
+			break;
+		case PG_STARTUP_GSSENC_REQUEST:
+			if (!refuse_encryption(s, &s->refused_gss, "GSSENCRequest"))
+				return;
+			break;
+		case PG_STARTUP_CANCEL_REQUEST:
+			start_cancel(s, pkt, &st);
+			evbuffer_drain(in, evbuffer_get_length(in));
+			return;
+		case PG_STARTUP_MESSAGE:
+			start_login(s, pkt, len);
+			evbuffer_drain(in, len);
+			return;
+		}
+		evbuffer_drain(in, len);
+	}
+}
+
+/* ---- PROXY protocol ---------------------------------------------------- */
+
+static void proxy_header_read(struct session *s)
+{
+	const struct config *cfg = config_current();
+	struct evbuffer *in = bufferevent_get_input(s->client);
+	size_t avail = evbuffer_get_length(in);
+	size_t n = avail < PROXY_V2_MAX_LEN ? avail : PROXY_V2_MAX_LEN;
+	struct proxy_header h;
+	enum proxy_verdict v;
+	char why[160];
+
+	v = proxy_header_parse(evbuffer_pullup(in, (ssize_t)n), n, (unsigned)cfg->proxy_protocol, &h);
+	if (v == PROXY_NEED_MORE)
+		return;		/* bounded by the parser's caps and the startup timeout */
+	if (v != PROXY_OK) {
+		snprintf(why, sizeof(why), "PROXY header from a trusted peer: %s", proxy_verdict_str(v));
+		session_reject(s, REJECT_PROXY_HEADER, why);
+		return;
+	}
+	evbuffer_drain(in, h.length);
+	if (!h.local) {
+		snprintf(s->via, sizeof(s->via), "%s", s->peer);
+		session_set_peer(s, (struct sockaddr *)&h.src);
+	}
+	if (!allowlist_match(cfg->allow, (struct sockaddr *)&s->client_addr)) {
+		snprintf(why, sizeof(why), "source %s not allowed (rule set %u)", s->peer, cfg->generation);
+		session_reject(s, REJECT_NOT_ALLOWED, why);
+		return;
+	}
+	session_set_state(s, SESSION_STARTUP);
+	startup_read(s);
+}
+
+/* ---- client side ------------------------------------------------------ */
+
+static void client_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+	struct evbuffer *in = bufferevent_get_input(bev);
+
+	s->client_bytes_seen += evbuffer_get_length(in);
+	switch (s->state) {
+	case SESSION_PROXY_HEADER:
+		proxy_header_read(s);
+		break;
+	case SESSION_STARTUP:
+		startup_read(s);
+		break;
+	case SESSION_RELAY:
+		session_forward_to_server(s);
+		break;
+	default:
+		evbuffer_drain(in, evbuffer_get_length(in));
+		break;
+	}
+}
+
+static void client_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_RELAY)
+		relay_sink_drained(&s->to_client, s->server, s->client);
+	else if (s->state == SESSION_CLOSING)
+		session_closing_progress(s);
+}
+
+static void client_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_CLOSING) {
+		bufferevent_free(s->client);
+		s->client = NULL;
+		session_closing_progress(s);
+		return;
+	}
+	if (s->state == SESSION_RELAY)
+		session_forward_to_server(s);	/* what arrived before the end still goes */
+	if (s->state == SESSION_CLOSING)
+		return;
+	if (s->close_reason)		/* the client said Terminate */
+		session_close(s, s->close_reason);
+	else
+		session_close(s, (what & BEV_EVENT_EOF) ? "client closed" : "client connection error");
+}
+
+/* ---- entry points ----------------------------------------------------- */
+
+/*
+ * Before any byte is read: a source that is not allowed costs one log line
+ * (rate-limited) and a close. A trusted load balancer is let in to send its
+ * PROXY header; the real source is checked when it has.
+ */
+static bool admit(struct worker *w, const struct config *cfg, const struct sockaddr *peer,
+		  bool *expect_header)
+{
+	unsigned long suppressed = 0;
+	char addr[64];
+
+	*expect_header = cfg->proxy_protocol && allowlist_match(cfg->proxy_protocol_trusted, peer);
+	if (*expect_header || allowlist_match(cfg->allow, peer))
+		return true;
+	w->stats.rejected[REJECT_NOT_ALLOWED]++;
+	if (ratelimit_pass(&w->deny_log, (int64_t)time(NULL), &suppressed)) {
+		net_format_addr(peer, addr, sizeof(addr));
+		log_info("rejected: source %s not allowed (rule set %u)%s", addr, cfg->generation,
+			 suppressed ? "; more rejections were not logged" : "");
+		if (suppressed)
+			log_info("rejected: %lu connections not logged (at most %u per %d s)", suppressed,
+				 w->deny_log.burst, w->deny_log.period);
+	}
+	return false;
+}
+
+void session_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
+{
+	const struct config *cfg = config_current();
+	struct session *s;
+	bool expect_header;
+
+	if (!admit(w, cfg, peer, &expect_header)) {
+		close(fd);
+		return;
+	}
+	s = session_new(w, fd, peer, expect_header ? SESSION_PROXY_HEADER : SESSION_STARTUP);
+	if (!s)
+		return;
+	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
+	if (w->nsessions > (unsigned)cfg->max_client_conn) {
+		/* Cancel requests still pass: they are how a full server is relieved. */
+		w->stats.rejected[REJECT_TOO_MANY]++;
+		s->refuse_sqlstate = PG_SQLSTATE_TOO_MANY_CONNECTIONS;
+		snprintf(s->refuse_message, sizeof(s->refuse_message),
+			 "too many connections (max_client_conn = %d)", cfg->max_client_conn);
+		slog_warning(s, "%s", s->refuse_message);
+	}
+	session_arm_timer(s, cfg->startup_timeout_ms);
+	bufferevent_enable(s->client, EV_READ);
+}

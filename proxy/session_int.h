@@ -1,0 +1,36 @@
+/*
+ * session_int.h - what session.c, session_client.c and session_upstream.c
+ * share; nothing else in proxy/ includes it. Calls go one way only:
+ * client -> upstream -> core (session.c).
+ */
+#ifndef WALGATE_SESSION_INT_H
+#define WALGATE_SESSION_INT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "session.h"
+#include "worker.h"
+
+/* session.c */
+struct session *session_new(struct worker *w, int fd, const struct sockaddr *peer,
+			    enum session_state state);
+void session_set_state(struct session *s, enum session_state next);
+void session_set_peer(struct session *s, const struct sockaddr *sa);
+void session_arm_timer(struct session *s, int64_t ms);
+/* The one way out: flush what is queued, then free (never from inside the caller). */
+void session_close(struct session *s, const char *reason);
+/* In CLOSING: free each side once its queued output is written; then the session. */
+void session_closing_progress(struct session *s);
+/* Queue an ErrorResponse where the client expects a message to start. */
+bool session_tell_client(struct session *s, const char *severity, const char *sqlstate,
+			 const char *message);
+void session_fail(struct session *s, const char *sqlstate, const char *message, const char *reason);
+void session_reject(struct session *s, enum reject_reason reason, const char *why);
+void session_protocol_violation(struct session *s, const char *sqlstate, const char *message);
+
+/* session_upstream.c */
+void session_connect_upstream(struct session *s, const struct sockaddr *pinned, socklen_t len);
+void session_forward_to_server(struct session *s);
+
+#endif

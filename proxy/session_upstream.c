@@ -1,0 +1,165 @@
+/*
+ * session_upstream.c - a session's upstream side: connecting, the
+ * upstream's callbacks, and relaying in both directions once logged in.
+ */
+#include "session.h"
+#include "session_int.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "pg_message.h"
+#include "pg_wire.h"
+#include "upstream.h"
+#include "worker.h"
+
+/* ---- upstream side ---------------------------------------------------- */
+
+static void server_message(void *arg, const struct pg_msg *m)
+{
+	struct session *s = arg;
+
+	if (m->type == PG_MSG_BACKEND_KEY_DATA && m->prefix_len >= 8) {
+		s->have_key = true;
+		s->backend_pid = pg_get_u32(m->prefix);
+		s->backend_key = pg_get_u32(m->prefix + 4);
+	}
+}
+
+static void client_message(void *arg, const struct pg_msg *m)
+{
+	struct session *s = arg;
+
+	if (m->type == PG_MSG_TERMINATE)
+		s->close_reason = "client terminated";
+}
+
+static void forward_to_client(struct session *s)
+{
+	if (relay_forward(&s->to_client, s->server, s->client) < 0) {
+		s->w->stats.protocol_errors++;
+		slog_error(s, "upstream protocol violation: %s", pg_scan_error_str(s->to_client.scan.error));
+		session_close(s, "upstream protocol violation");
+	}
+}
+
+void session_forward_to_server(struct session *s)
+{
+	if (relay_forward(&s->to_server, s->client, s->server) < 0) {
+		const char *why = pg_scan_error_str(s->to_server.scan.error);
+		char msg[160];
+
+		snprintf(msg, sizeof(msg), "invalid message from client: %s", why);
+		session_protocol_violation(s, PG_SQLSTATE_PROTOCOL_VIOLATION, msg);
+	}
+}
+
+static void server_read(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_RELAY)
+		forward_to_client(s);
+	else
+		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+}
+
+static void server_write(struct bufferevent *bev, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_RELAY)
+		relay_sink_drained(&s->to_server, s->client, s->server);
+	else if (s->state == SESSION_CLOSING)
+		session_closing_progress(s);
+}
+
+static void server_event(struct bufferevent *bev, short what, void *arg)
+{
+	struct session *s = arg;
+
+	if (s->state == SESSION_CLOSING) {
+		bufferevent_free(s->server);	/* gone: what was queued for it cannot be sent */
+		s->server = NULL;
+		session_closing_progress(s);
+		return;
+	}
+	if (s->state == SESSION_CANCEL) {
+		session_close(s, "cancel request forwarded");
+		return;
+	}
+	forward_to_client(s);
+	if (s->state != SESSION_RELAY)
+		return;
+	/* An upstream that said FATAL before closing has told the client already. */
+	if (s->to_client.last_type != PG_MSG_ERROR_RESPONSE)
+		session_tell_client(s, "FATAL", PG_SQLSTATE_CONNECTION_FAILURE,
+			    "walgate: the upstream server closed the connection");
+	session_close(s, (what & BEV_EVENT_EOF) ? "upstream closed" : "upstream connection error");
+}
+
+static void start_relay(struct session *s)
+{
+	const struct config *cfg = config_current();
+	const struct pg_startup *st = &s->startup;
+
+	session_set_state(s, SESSION_RELAY);
+	event_del(s->timer);	/* no idle timeout: replication connections idle for long */
+	relay_dir_init(&s->to_server, (uint32_t)cfg->max_message_size,
+		       (size_t)cfg->relay_buffer_size, client_message, s);
+	/* The upstream is trusted to frame its own messages; any length up to the protocol's. */
+	relay_dir_init(&s->to_client, UINT32_MAX, (size_t)cfg->relay_buffer_size, server_message, s);
+	bufferevent_write(s->server, s->startup_pkt, st->length);
+	slog_info(s, "login: user=%s database=%s replication=%s application_name=%s",
+		  st->user, st->database ? st->database : st->user,
+		  pg_replication_mode_str(st->replication_mode),
+		  st->application_name ? st->application_name : "");
+	bufferevent_enable(s->server, EV_READ);
+	bufferevent_enable(s->client, EV_READ);
+	/* Bytes the client sent right after its startup packet wait in the input. */
+	session_forward_to_server(s);
+}
+
+static void upstream_done(struct bufferevent *bev, const struct sockaddr *addr, socklen_t addrlen,
+			  const char *error, void *arg)
+{
+	struct session *s = arg;
+	const struct config *cfg = config_current();
+
+	s->connecting = NULL;
+	s->w->upstream_reachable = bev != NULL;
+	if (!bev) {
+		s->w->stats.upstream_connect_failures++;
+		slog_warning(s, "%s", error);
+		session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE, error, "upstream unreachable");
+		return;
+	}
+	s->server = bev;
+	memcpy(&s->upstream_addr, addr, addrlen);
+	s->upstream_addrlen = addrlen;
+	bufferevent_setcb(bev, server_read, server_write, server_event, s);
+	bufferevent_setwatermark(bev, EV_READ, 0, (size_t)cfg->relay_buffer_size);
+	if (s->state == SESSION_CANCEL) {
+		s->w->stats.cancels_forwarded++;
+		bufferevent_write(bev, s->startup_pkt, 16);
+		bufferevent_enable(bev, EV_READ);	/* the server closes when it has read it */
+		return;
+	}
+	start_relay(s);
+}
+
+void session_connect_upstream(struct session *s, const struct sockaddr *pinned, socklen_t len)
+{
+	const struct config *cfg = config_current();
+
+	s->connecting = upstream_connect_start(s->w, cfg->upstream_host, cfg->upstream_port,
+					       pinned, len, upstream_done, s);
+	if (!s->connecting)
+		session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE, "walgate: out of memory", "out of memory");
+}
+
