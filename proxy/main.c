@@ -18,6 +18,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "session.h"
+#include "tls_upgrade.h"
 #include "walgate_version.h"
 #include "worker.h"
 
@@ -106,18 +107,42 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		arm(app->deadline, cfg->drain_timeout_ms);
 }
 
+/*
+ * Certificates and keys are read anew with the configuration; sessions
+ * already established keep the context they started with (OpenSSL counts
+ * its references).
+ */
+static bool install_tls(struct worker *w, const struct config *cfg, char *err, size_t errlen)
+{
+	SSL_CTX *server, *client;
+
+	if (!tls_contexts_build(cfg, &server, &client, err, errlen))
+		return false;
+	SSL_CTX_free(w->tls_server);
+	SSL_CTX_free(w->tls_client);
+	w->tls_server = server;
+	w->tls_client = client;
+	if (server && client)
+		log_warning("TLS on both legs with authentication relayed: SCRAM clients that use "
+			    "channel binding (libpq's default when TLS is on) cannot log in; "
+			    "they need channel_binding=disable");
+	return true;
+}
+
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
 	char err[1024];
 	struct config *next = config_load(app->config_path, err, sizeof(err));
 
-	if (!next) {
+	if (next)
+		config_keep_restart_only(next, config_current());
+	if (!next || !install_tls(&app->worker, next, err, sizeof(err))) {
 		app->worker.stats.config_reload_failures++;
 		log_error("reload failed, the running configuration stays in force: %s", err);
+		config_free(next);
 		return;
 	}
-	config_keep_restart_only(next, config_current());
 	config_set_current(next);
 	log_info("configuration reloaded%s%s (rule set %u)", app->config_path ? " from " : "",
 		 app->config_path ? app->config_path : "", next->generation);
@@ -207,6 +232,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (check_only) {
+		SSL_CTX *server, *client;
+
+		if (!tls_contexts_build(cfg, &server, &client, err, sizeof(err))) {
+			fprintf(stderr, "walgate: %s\n", err);
+			config_free(cfg);
+			return 1;
+		}
+		SSL_CTX_free(server);
+		SSL_CTX_free(client);
 		printf("walgate: configuration %s is valid\n", app.config_path ? app.config_path : "(environment)");
 		config_free(cfg);
 		return 0;
@@ -217,6 +251,12 @@ int main(int argc, char **argv)
 	if (worker_init(&app.worker) < 0)
 		return 1;
 	app.worker.on_idle = on_idle;
+	if (!install_tls(&app.worker, cfg, err, sizeof(err))) {
+		log_error("%s", err);
+		free_app(&app);
+		config_set_current(NULL);
+		return 1;
+	}
 	if (add_signals(&app) < 0 || !(app.listeners = listeners_open(&app.worker, cfg)) ||
 	    (!(app.metrics = metrics_start(&app.worker, cfg, &metrics_off)) && !metrics_off)) {
 		free_app(&app);

@@ -19,6 +19,7 @@
 #include "config.h"
 #include "log.h"
 #include "session.h"
+#include "tls_context.h"
 #include "walgate_version.h"
 #include "worker.h"
 
@@ -79,6 +80,31 @@ static void render_connections(struct evbuffer *b, const struct worker *w)
 	sample(b, "walgate_bytes_total", "direction=\"upstream_to_client\"", (double)to_client);
 }
 
+static void render_tls(struct evbuffer *b, const struct worker *w)
+{
+	static const char *const legs[] = { "client", "upstream" };
+	static const char *const results[] = { "ok", "failed" };
+	SSL_CTX *ctxs[] = { w->tls_server, w->tls_client };
+	char labels[64];
+
+	family(b, "walgate_tls_handshakes_total", "counter", "TLS handshakes, by leg and result.");
+	for (int leg = 0; leg < 2; leg++)
+		for (int r = 0; r < 2; r++) {
+			snprintf(labels, sizeof(labels), "leg=\"%s\",result=\"%s\"", legs[leg], results[r]);
+			sample(b, "walgate_tls_handshakes_total", labels, (double)w->stats.tls_handshakes[leg][r]);
+		}
+	family(b, "walgate_tls_certificate_expiry_timestamp_seconds", "gauge",
+	       "When walgate's own certificate for a leg expires, in seconds since the epoch.");
+	for (int leg = 0; leg < 2; leg++) {
+		time_t t = tls_ctx_cert_expiry(ctxs[leg]);
+
+		if (!t)
+			continue;
+		snprintf(labels, sizeof(labels), "leg=\"%s\"", legs[leg]);
+		sample(b, "walgate_tls_certificate_expiry_timestamp_seconds", labels, (double)t);
+	}
+}
+
 static void render(struct evbuffer *b, const struct worker *w)
 {
 	const struct config *cfg = config_current();
@@ -88,6 +114,7 @@ static void render(struct evbuffer *b, const struct worker *w)
 	family(b, "walgate_start_time_seconds", "gauge", "When walgate started, in seconds since the epoch.");
 	sample(b, "walgate_start_time_seconds", NULL, (double)w->started_at);
 	render_connections(b, w);
+	render_tls(b, w);
 	counter(b, "walgate_protocol_errors_total",
 		"Messages that broke the protocol (framing, startup packet, PROXY header).",
 		w->stats.protocol_errors);

@@ -34,7 +34,7 @@ struct upstream_connect;
 enum session_state {
 	SESSION_PROXY_HEADER,
 	SESSION_STARTUP,
-	SESSION_CONNECTING,
+	SESSION_CONNECTING,		/* TCP, then the upstream's SSLRequest and handshake */
 	SESSION_RELAY,
 	SESSION_CANCEL,
 	SESSION_CLOSING,
@@ -61,6 +61,13 @@ struct session {
 	struct pg_startup startup;	/* its strings point into startup_pkt */
 	bool refused_ssl;
 	bool refused_gss;
+	bool client_tls;		/* the client leg is (becoming) TLS */
+	bool direct_tls;		/* ... opened with a ClientHello, no SSLRequest */
+	bool server_tls;		/* the upstream leg is (becoming) TLS */
+	bool tls_handshaking;
+	bool login_done;		/* AuthenticationOk relayed: the upstream side streams */		/* a handshake on either leg is under way */
+	char upstream_label[280];	/* "host:port" as configured, for messages */
+	char upstream_host[256];	/* the name verify-full checks */
 	/*
 	 * A refusal (too many connections, shutting down) waits for the startup
 	 * packet: sent earlier, libpq would take it as the answer to its

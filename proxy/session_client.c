@@ -21,6 +21,8 @@
 #include "pg_message.h"
 #include "pg_wire.h"
 #include "proxy_header.h"
+#include "tls_context.h"
+#include "tls_upgrade.h"
 #include "worker.h"
 
 /* ---- startup phase ---------------------------------------------------- */
@@ -62,6 +64,14 @@ static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
 		session_fail(s, s->refuse_sqlstate, s->refuse_message, s->refuse_message);
 		return;
 	}
+	if (!s->client_tls && config_current()->client_tls == CLIENT_TLS_REQUIRE) {
+		s->w->stats.rejected[REJECT_TLS_REQUIRED]++;
+		slog_info(s, "rejected: plaintext login while client_tls = require");
+		session_fail(s, PG_SQLSTATE_INVALID_AUTHORIZATION,
+			     "walgate requires TLS: connect with sslmode=require (or verify-ca, verify-full)",
+			     "TLS required");
+		return;
+	}
 	s->startup_pkt = malloc(len);
 	if (!s->startup_pkt) {
 		session_close(s, "out of memory");
@@ -97,6 +107,98 @@ static void startup_rejected(struct session *s, enum pg_startup_verdict v, uint3
 }
 
 /* Answer SSLRequest / GSSENCRequest with 'N': this version speaks plaintext. */
+static void client_read(struct bufferevent *bev, void *arg);
+static void client_write(struct bufferevent *bev, void *arg);
+static void client_event(struct bufferevent *bev, short what, void *arg);
+
+/*
+ * Answer 'S' and hand the socket to OpenSSL, or (direct TLS) wrap what was
+ * already read. The startup phase then goes on inside TLS.
+ */
+static void start_client_tls(struct session *s, bool direct)
+{
+	SSL *ssl = SSL_new(s->w->tls_server);
+
+	if (!ssl) {
+		session_close(s, "out of memory");
+		return;
+	}
+	if (direct) {
+		s->client = tls_upgrade_filter(s->client, ssl);
+	} else {
+		bufferevent_write(s->client, "S", 1);
+		s->client = tls_upgrade_socket(s->client, ssl, BUFFEREVENT_SSL_ACCEPTING);
+	}
+	if (!s->client) {
+		session_close(s, "cannot start TLS");
+		return;
+	}
+	s->client_tls = true;
+	s->direct_tls = direct;
+	s->tls_handshaking = true;
+	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
+	bufferevent_setwatermark(s->client, EV_READ, 0,
+				 (size_t)config_current()->relay_buffer_size);
+	bufferevent_enable(s->client, EV_READ);
+}
+
+static void client_tls_ready(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->client);
+	char subject[256];
+
+	s->tls_handshaking = false;
+	if (s->direct_tls && !tls_alpn_is_postgresql(ssl)) {
+		s->w->stats.tls_handshakes[0][1]++;
+		session_reject(s, REJECT_TLS_HANDSHAKE, "direct TLS without ALPN postgresql");
+		return;
+	}
+	s->w->stats.tls_handshakes[0][0]++;
+	tls_peer_subject(ssl, subject, sizeof(subject));
+	slog_debug(s, "TLS established: %s %s%s%s", SSL_get_version(ssl), SSL_get_cipher_name(ssl),
+		   subject[0] ? ", client certificate " : "", subject);
+	if (subject[0])
+		slog_info(s, "client certificate: %s", subject);
+}
+
+static void client_tls_failed(struct session *s)
+{
+	char why[320];
+
+	s->tls_handshaking = false;
+	s->w->stats.tls_handshakes[0][1]++;
+	tls_describe_failure(bufferevent_openssl_get_ssl(s->client),
+			     bufferevent_get_openssl_error(s->client), why, sizeof(why));
+	session_reject(s, REJECT_TLS_HANDSHAKE, why);
+}
+
+/* SSLRequest: TLS when walgate has a certificate and the client may use it. */
+static bool answer_ssl_request(struct session *s, size_t avail, uint32_t len)
+{
+	if (s->refused_ssl || s->client_tls) {
+		session_protocol_violation(s, PG_SQLSTATE_PROTOCOL_VIOLATION, "SSLRequest sent twice");
+		return false;
+	}
+	if (!s->w->tls_server) {
+		s->refused_ssl = true;
+		bufferevent_write(s->client, "N", 1);
+		return true;
+	}
+	/*
+	 * Whatever follows the request in the same read was sent before the
+	 * handshake, in plaintext, and must not be taken as if it came through
+	 * TLS (CVE-2021-23214).
+	 */
+	if (avail > len) {
+		session_protocol_violation(s, PG_SQLSTATE_PROTOCOL_VIOLATION,
+					   "data received after SSLRequest, before the TLS handshake");
+		return false;
+	}
+	evbuffer_drain(bufferevent_get_input(s->client), len);
+	start_client_tls(s, false);
+	return false;	/* the plaintext buffer is gone: stop reading it */
+}
+
 static bool refuse_encryption(struct session *s, bool *already, const char *what)
 {
 	if (*already) {
@@ -134,6 +236,13 @@ static void startup_read(struct session *s)
 		if (avail < 4)
 			return;
 		evbuffer_copyout(in, head, 4);
+		if (!s->client_tls && pg_startup_is_tls_hello(head, 4)) {
+			if (s->w->tls_server)
+				start_client_tls(s, true);
+			else
+				session_reject(s, REJECT_TLS_HANDSHAKE, "TLS ClientHello, but client_tls = disable");
+			return;
+		}
 		v = pg_startup_length(head, 4, &len);
 		if (v != PG_STARTUP_OK && looks_like_proxy_header(head)) {
 			session_reject(s, REJECT_PROXY_UNTRUSTED,
@@ -154,7 +263,7 @@ static void startup_read(struct session *s)
 		}
 		switch (st.kind) {
 		case PG_STARTUP_SSL_REQUEST:
-			if (!refuse_encryption(s, &s->refused_ssl, "SSLRequest"))
+			if (!answer_ssl_request(s, avail, len))
 				return;
 			break;
 		case PG_STARTUP_GSSENC_REQUEST:
@@ -246,10 +355,22 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		client_tls_ready(s);
+		return;
+	}
 	if (s->state == SESSION_CLOSING) {
 		bufferevent_free(s->client);
 		s->client = NULL;
 		session_closing_progress(s);
+		return;
+	}
+	if (s->client_tls && s->tls_handshaking) {
+		client_tls_failed(s);
+		return;
+	}
+	if (s->state == SESSION_PROXY_HEADER) {
+		session_reject(s, REJECT_PROXY_HEADER, "closed before a complete PROXY header");
 		return;
 	}
 	if (s->state == SESSION_RELAY)

@@ -29,6 +29,14 @@ void session_fail(struct session *s, const char *sqlstate, const char *message, 
 void session_reject(struct session *s, enum reject_reason reason, const char *why);
 void session_protocol_violation(struct session *s, const char *sqlstate, const char *message);
 
+/* session_login.c */
+enum login_step {
+	LOGIN_MORE,		/* wait for more of the upstream's login messages */
+	LOGIN_DONE,		/* AuthenticationOk went to the client: stream from here */
+	LOGIN_CLOSED,		/* the session is closing */
+};
+enum login_step session_login_feed(struct session *s);
+
 /* session_upstream.c */
 void session_connect_upstream(struct session *s, const struct sockaddr *pinned, socklen_t len);
 void session_forward_to_server(struct session *s);

@@ -16,6 +16,8 @@
 #include "pg_message.h"
 #include "pg_wire.h"
 #include "upstream.h"
+#include "tls_context.h"
+#include "tls_upgrade.h"
 #include "worker.h"
 
 /* ---- upstream side ---------------------------------------------------- */
@@ -41,6 +43,13 @@ static void client_message(void *arg, const struct pg_msg *m)
 
 static void forward_to_client(struct session *s)
 {
+	if (!s->login_done) {
+		enum login_step step = session_login_feed(s);
+
+		if (step != LOGIN_DONE)
+			return;
+		s->login_done = true;
+	}
 	if (relay_forward(&s->to_client, s->server, s->client) < 0) {
 		s->w->stats.protocol_errors++;
 		slog_error(s, "upstream protocol violation: %s", pg_scan_error_str(s->to_client.scan.error));
@@ -59,11 +68,105 @@ void session_forward_to_server(struct session *s)
 	}
 }
 
+static void start_relay(struct session *s);
+static void server_read(struct bufferevent *bev, void *arg);
+static void server_write(struct bufferevent *bev, void *arg);
+static void server_event(struct bufferevent *bev, short what, void *arg);
+
+static void upstream_failed(struct session *s, const char *why)
+{
+	char msg[640];
+
+	snprintf(msg, sizeof(msg), "could not connect to upstream \"%s\": %s", s->upstream_label, why);
+	s->w->upstream_reachable = 0;
+	s->w->stats.upstream_connect_failures++;
+	slog_warning(s, "%s", msg);
+	session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE, msg, "upstream unreachable");
+}
+
+static enum tls_verify verify_mode(void)
+{
+	int mode = config_current()->server_tls;
+
+	return mode == SERVER_TLS_VERIFY_FULL ? TLS_VERIFY_FULL
+	     : mode == SERVER_TLS_VERIFY_CA ? TLS_VERIFY_CA : TLS_VERIFY_NONE;
+}
+
+static void start_server_tls(struct session *s)
+{
+	char err[320];
+	SSL *ssl = tls_client_ssl_new(s->w->tls_client, s->upstream_host, verify_mode(), err, sizeof(err));
+
+	if (!ssl) {
+		upstream_failed(s, err);
+		return;
+	}
+	s->server = tls_upgrade_socket(s->server, ssl, BUFFEREVENT_SSL_CONNECTING);
+	if (!s->server) {
+		upstream_failed(s, "cannot start TLS");
+		return;
+	}
+	s->tls_handshaking = true;
+	bufferevent_setcb(s->server, server_read, server_write, server_event, s);
+	bufferevent_setwatermark(s->server, EV_READ, 0, (size_t)config_current()->relay_buffer_size);
+	bufferevent_enable(s->server, EV_READ);
+}
+
+/* The upstream's one-byte answer to our SSLRequest. */
+static void ssl_answer_read(struct session *s)
+{
+	struct evbuffer *in = bufferevent_get_input(s->server);
+	size_t avail = evbuffer_get_length(in);
+	uint8_t c;
+
+	if (avail == 0)
+		return;
+	evbuffer_copyout(in, &c, 1);
+	if (c == 'S' && avail > 1) {
+		/* Bytes before the handshake would be trusted as if encrypted (CVE-2021-23222). */
+		upstream_failed(s, "the upstream sent data after accepting TLS, before the handshake");
+	} else if (c == 'S') {
+		evbuffer_drain(in, 1);
+		start_server_tls(s);
+	} else if (c == 'N' && config_current()->server_tls == SERVER_TLS_PREFER) {
+		evbuffer_drain(in, 1);
+		s->server_tls = false;
+		start_relay(s);
+	} else if (c == 'N') {
+		upstream_failed(s, "the upstream does not accept TLS, and server_tls requires it");
+	} else {
+		upstream_failed(s, "unexpected answer to SSLRequest (is it PostgreSQL?)");
+	}
+}
+
+static void server_tls_ready(struct session *s)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(s->server);
+
+	s->tls_handshaking = false;
+	s->w->stats.tls_handshakes[1][0]++;
+	slog_debug(s, "upstream TLS established: %s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
+	start_relay(s);
+}
+
+static void server_tls_failed(struct session *s)
+{
+	char why[320];
+
+	s->tls_handshaking = false;
+	s->w->stats.tls_handshakes[1][1]++;
+	tls_describe_failure(bufferevent_openssl_get_ssl(s->server),
+			     bufferevent_get_openssl_error(s->server), why, sizeof(why));
+	upstream_failed(s, why);
+}
+
 static void server_read(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_RELAY)
+	if (s->state == SESSION_CONNECTING && s->server_tls && !s->tls_handshaking)
+		ssl_answer_read(s);
+	else if (s->state == SESSION_RELAY)
 		forward_to_client(s);
 	else
 		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
@@ -83,6 +186,17 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 {
 	struct session *s = arg;
 
+	if (what & BEV_EVENT_CONNECTED) {
+		server_tls_ready(s);
+		return;
+	}
+	if (s->state == SESSION_CONNECTING) {
+		if (s->tls_handshaking)
+			server_tls_failed(s);
+		else
+			upstream_failed(s, "the upstream closed the connection during TLS negotiation");
+		return;
+	}
 	if (s->state == SESSION_CLOSING) {
 		bufferevent_free(s->server);	/* gone: what was queued for it cannot be sent */
 		s->server = NULL;
@@ -96,6 +210,10 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 	forward_to_client(s);
 	if (s->state != SESSION_RELAY)
 		return;
+	if (s->close_reason) {		/* the client said Terminate: this is the answer */
+		session_close(s, s->close_reason);
+		return;
+	}
 	/* An upstream that said FATAL before closing has told the client already. */
 	if (s->to_client.last_type != PG_MSG_ERROR_RESPONSE)
 		session_tell_client(s, "FATAL", PG_SQLSTATE_CONNECTION_FAILURE,
@@ -145,9 +263,18 @@ static void upstream_done(struct bufferevent *bev, const struct sockaddr *addr, 
 	bufferevent_setcb(bev, server_read, server_write, server_event, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, (size_t)cfg->relay_buffer_size);
 	if (s->state == SESSION_CANCEL) {
+		/* Cancel requests go in plaintext, as libpq sends them: pg_hba does not apply. */
 		s->w->stats.cancels_forwarded++;
 		bufferevent_write(bev, s->startup_pkt, 16);
 		bufferevent_enable(bev, EV_READ);	/* the server closes when it has read it */
+		return;
+	}
+	if (s->w->tls_client) {
+		static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
+
+		s->server_tls = true;
+		bufferevent_write(bev, ssl_request, sizeof(ssl_request));
+		bufferevent_enable(bev, EV_READ);
 		return;
 	}
 	start_relay(s);
@@ -157,6 +284,9 @@ void session_connect_upstream(struct session *s, const struct sockaddr *pinned, 
 {
 	const struct config *cfg = config_current();
 
+	snprintf(s->upstream_host, sizeof(s->upstream_host), "%s", cfg->upstream_host);
+	snprintf(s->upstream_label, sizeof(s->upstream_label),
+		 strchr(cfg->upstream_host, ':') ? "[%s]:%d" : "%s:%d", cfg->upstream_host, cfg->upstream_port);
 	s->connecting = upstream_connect_start(s->w, cfg->upstream_host, cfg->upstream_port,
 					       pinned, len, upstream_done, s);
 	if (!s->connecting)

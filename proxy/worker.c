@@ -9,6 +9,8 @@
 
 #include "log.h"
 
+#include <openssl/ssl.h>
+
 static const char *const reject_names[REJECT_REASONS] = {
 	[REJECT_NOT_ALLOWED] = "not_allowed",
 	[REJECT_PROXY_HEADER] = "proxy_header",
@@ -16,6 +18,8 @@ static const char *const reject_names[REJECT_REASONS] = {
 	[REJECT_TOO_MANY] = "too_many_connections",
 	[REJECT_PROTOCOL] = "protocol_violation",
 	[REJECT_STARTUP_TIMEOUT] = "startup_timeout",
+	[REJECT_TLS_REQUIRED] = "tls_required",
+	[REJECT_TLS_HANDSHAKE] = "tls_handshake",
 };
 
 const char *reject_reason_name(enum reject_reason r)
@@ -75,6 +79,10 @@ int worker_init(struct worker *w)
 
 void worker_free(struct worker *w)
 {
+	SSL_CTX_free(w->tls_server);
+	SSL_CTX_free(w->tls_client);
+	w->tls_server = NULL;
+	w->tls_client = NULL;
 	if (w->dns)
 		evdns_base_free(w->dns, 0);
 	if (w->base)

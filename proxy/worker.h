@@ -11,6 +11,7 @@
 #include <time.h>
 
 struct event_base;
+struct ssl_ctx_st;
 struct evdns_base;
 struct session;
 
@@ -24,6 +25,8 @@ enum reject_reason {
 	REJECT_TOO_MANY,		/* max_client_conn reached */
 	REJECT_PROTOCOL,		/* invalid startup packet */
 	REJECT_STARTUP_TIMEOUT,		/* no complete startup packet in time */
+	REJECT_TLS_REQUIRED,		/* a plaintext login where client_tls = require */
+	REJECT_TLS_HANDSHAKE,		/* the client's TLS handshake failed */
 	REJECT_REASONS
 };
 
@@ -54,6 +57,7 @@ struct worker_stats {
 	uint64_t upstream_connect_failures;
 	uint64_t cancels_forwarded;
 	uint64_t sessions_closed_by_reload;
+	uint64_t tls_handshakes[2][2];		/* [leg: 0 client, 1 upstream][0 ok, 1 failed] */
 	uint64_t config_reload_failures;
 };
 
@@ -66,6 +70,8 @@ struct worker {
 	bool draining;			/* stopped accepting; exit when the last session ends */
 	void (*on_idle)(struct worker *w);	/* called when draining and nsessions drops to 0 */
 	struct worker_stats stats;
+	struct ssl_ctx_st *tls_server;		/* client leg, NULL when clients cannot use TLS */
+	struct ssl_ctx_st *tls_client;		/* upstream leg, NULL when server_tls = disable */
 	int upstream_reachable;		/* last connect: 1 reached, 0 failed, -1 none yet */
 	time_t started_at;
 	struct ratelimit deny_log;	/* "not allowed" lines: a scan must not flood the log */

@@ -150,3 +150,37 @@ def split_messages(data):
         out.append((chr(data[pos]), data[pos + 5:pos + 1 + length]))
         pos += 1 + length
     return out
+
+
+# -- PROXY protocol headers (HAProxy doc/proxy-protocol.txt) ---------------
+
+PROXY_V2_SIGNATURE = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v1(src, sport, dst, dport):
+    """A v1 line: PROXY TCP4|TCP6 src dst sport dport CRLF."""
+    proto = "TCP6" if ":" in src else "TCP4"
+    return f"PROXY {proto} {src} {dst} {sport} {dport}\r\n".encode()
+
+
+def proxy_v1_unknown():
+    return b"PROXY UNKNOWN\r\n"
+
+
+def proxy_v2(src, sport, dst, dport, tlvs=b""):
+    """A v2 PROXY (command 1) header over TCP, IPv4 or IPv6 by the source."""
+    if ":" in src:
+        fam = 0x21
+        addrs = (socket.inet_pton(socket.AF_INET6, src) + socket.inet_pton(socket.AF_INET6, dst)
+                 + struct.pack("!HH", sport, dport))
+    else:
+        fam = 0x11
+        addrs = (socket.inet_pton(socket.AF_INET, src) + socket.inet_pton(socket.AF_INET, dst)
+                 + struct.pack("!HH", sport, dport))
+    body = addrs + tlvs
+    return PROXY_V2_SIGNATURE + bytes([0x21, fam]) + struct.pack("!H", len(body)) + body
+
+
+def proxy_v2_local():
+    """A v2 LOCAL header (a load balancer's own health check): no addresses."""
+    return PROXY_V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)

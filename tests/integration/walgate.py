@@ -139,6 +139,11 @@ class Walgate:
         self.extra_sections = {}
         if os.access(self.binary, os.X_OK) and "access" in binary_features(self.binary):
             self.extra_sections = _access_metrics_sections()
+            # free_port() holds nothing: never hand the metrics endpoint a
+            # port that the client listener was just given.
+            taken = {port for _, port in self.listen}
+            while int(self.extra_sections["metrics"]["listen"].rpartition(":")[2]) in taken:
+                self.extra_sections["metrics"]["listen"] = f"{LOOPBACK_V4}:{free_port()}"
         for name, keys in (sections or {}).items():
             self.extra_sections.setdefault(name, {}).update(keys)
         self._own_workdir = workdir is None
@@ -167,9 +172,29 @@ class Walgate:
         upstream_keys.update(self.upstream_keys)
         return {"walgate": walgate_keys, **self.extra_sections, "upstream": upstream_keys}
 
-    def write_config(self, walgate=None, upstream=None, text=None):
+    @property
+    def metrics_addr(self):
+        """(host, port) of the first [metrics] listen address, or None when
+        this build has no metrics endpoint or it is "off"."""
+        listen = self.extra_sections.get("metrics", {}).get("listen")
+        if not listen or str(listen).strip() == "off":
+            return None
+        first = str(listen).split(",")[0].strip()
+        host, _, port = first.rpartition(":")
+        return host.strip("[]"), int(port)
+
+    def write_config(self, walgate=None, upstream=None, text=None, sections=None):
         """(Re)write the config file, merging new keys into the current ones;
-        or write text as it is. Call reload() to make a running walgate read it."""
+        or write text as it is. sections: {section: {key: value}} merged into
+        the other sections (a value of None removes the key). Call reload()
+        to make a running walgate read it."""
+        for name, keys in (sections or {}).items():
+            target = self.extra_sections.setdefault(name, {})
+            for key, value in keys.items():
+                if value is None:
+                    target.pop(key, None)
+                else:
+                    target[key] = value
         if walgate:
             self.walgate_keys.update(walgate)
         if upstream:
@@ -276,6 +301,44 @@ class Walgate:
         except OSError:
             return ""
 
+    # -- the metrics endpoint
+
+    def http(self, path, method="GET", source=None, timeout=5.0, body=None):
+        """One HTTP request to the metrics endpoint, optionally from a given
+        source address (e.g. "127.0.0.2"); returns (status, headers, body)
+        with header names in lower case."""
+        import http.client
+        host, port = self.metrics_addr
+        conn = http.client.HTTPConnection(host, port, timeout=timeout,
+                                          source_address=(source, 0) if source else None)
+        try:
+            conn.request(method, path, body=body)
+            resp = conn.getresponse()
+            data = resp.read()
+            return resp.status, {k.lower(): v for k, v in resp.getheaders()}, data
+        finally:
+            conn.close()
+
+    def metrics(self):
+        """GET /metrics parsed: {'name' or 'name{labels}' as rendered: value}."""
+        status, _, body = self.http("/metrics")
+        if status != 200:
+            raise WalgateError(f"GET /metrics returned {status}: {body!r}")
+        return parse_metrics(body.decode())
+
+    def metric(self, key, default=None):
+        """One sample of /metrics, e.g. 'walgate_connections_rejected_total{reason="not_allowed"}'."""
+        return self.metrics().get(key, default)
+
+    def wait_for_metric(self, key, predicate, timeout=5.0):
+        """Poll /metrics until predicate(value) holds; returns the last value."""
+        deadline = time.monotonic() + timeout
+        while True:
+            value = self.metric(key)
+            if (value is not None and predicate(value)) or time.monotonic() > deadline:
+                return value
+            time.sleep(0.05)
+
     def wait_for_log(self, pattern, timeout=5.0):
         """Wait until the log matches the regex pattern; returns the match or None."""
         rx = re.compile(pattern, re.M)
@@ -297,6 +360,18 @@ class Walgate:
         finally:
             self.cleanup()
         return False
+
+
+def parse_metrics(text):
+    """Prometheus text format -> {'name' or 'name{labels}' as written: float}."""
+    samples = {}
+    for line in text.splitlines():
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        samples[key] = float(value)
+    return samples
 
 
 def run_walgate(*args, env=None, timeout=10):

@@ -1,0 +1,102 @@
+/*
+ * tls_upgrade.c - from plaintext to TLS on a live connection.
+ *
+ * The SSLRequest path keeps the socket bufferevent design (OpenSSL reads
+ * the socket itself: no extra copy per record). Only a client that opens
+ * with a ClientHello needs a filter, since libevent already read it.
+ */
+#include "tls_upgrade.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "tls_context.h"
+
+struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
+				       enum bufferevent_ssl_state state)
+{
+	struct event_base *base = bufferevent_get_base(plain);
+	struct evbuffer *out = bufferevent_get_output(plain);
+	evutil_socket_t fd = bufferevent_getfd(plain);
+	struct bufferevent *tls;
+
+	/*
+	 * At most a byte or two, into an empty socket buffer: this does not
+	 * block. The bufferevent keeps its output's front frozen; it is freed
+	 * right after, so we may drain it ourselves.
+	 */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, fd) <= 0)
+			goto fail;
+	bufferevent_setfd(plain, -1);	/* so that freeing it leaves the socket open */
+	bufferevent_free(plain);
+	tls = bufferevent_openssl_socket_new(base, fd, ssl, state, BEV_OPT_CLOSE_ON_FREE);
+	if (!tls) {
+		close(fd);
+		return NULL;
+	}
+	/* libpq and most drivers close without close_notify; that is not an attack on us. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	return tls;
+fail:
+	SSL_free(ssl);
+	bufferevent_free(plain);
+	return NULL;
+}
+
+struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl)
+{
+	struct bufferevent *tls = bufferevent_openssl_filter_new(bufferevent_get_base(plain), plain, ssl,
+								 BUFFEREVENT_SSL_ACCEPTING,
+								 BEV_OPT_CLOSE_ON_FREE);
+
+	if (!tls) {
+		SSL_free(ssl);
+		bufferevent_free(plain);
+		return NULL;
+	}
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	return tls;
+}
+
+static enum tls_verify verify_of(int server_tls)
+{
+	switch (server_tls) {
+	case SERVER_TLS_VERIFY_CA:
+		return TLS_VERIFY_CA;
+	case SERVER_TLS_VERIFY_FULL:
+		return TLS_VERIFY_FULL;
+	default:
+		return TLS_VERIFY_NONE;
+	}
+}
+
+bool tls_contexts_build(const struct config *cfg, SSL_CTX **server, SSL_CTX **client,
+			char *err, size_t errlen)
+{
+	struct tls_files sf = {
+		.cert_file = cfg->cert_file, .key_file = cfg->key_file, .ca_file = cfg->ca_file,
+		.min_version = cfg->min_version, .ciphers = cfg->ciphers,
+	};
+	struct tls_files cf = {
+		.cert_file = cfg->server_cert_file, .key_file = cfg->server_key_file,
+		.ca_file = cfg->server_ca_file, .min_version = cfg->min_version, .ciphers = cfg->ciphers,
+	};
+
+	*server = NULL;
+	*client = NULL;
+	if (cfg->client_tls != CLIENT_TLS_DISABLE &&
+	    !(*server = tls_server_ctx_new(&sf, err, errlen)))
+		return false;
+	if (cfg->server_tls != SERVER_TLS_DISABLE &&
+	    !(*client = tls_client_ctx_new(&cf, verify_of(cfg->server_tls), err, errlen))) {
+		SSL_CTX_free(*server);
+		*server = NULL;
+		return false;
+	}
+	return true;
+}

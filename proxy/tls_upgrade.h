@@ -1,0 +1,37 @@
+/*
+ * tls_upgrade.h - turning a session's plain socket bufferevent into a TLS
+ * one after the SSLRequest exchange, and building the TLS contexts the
+ * configuration asks for.
+ */
+#ifndef WALGATE_TLS_UPGRADE_H
+#define WALGATE_TLS_UPGRADE_H
+
+#include <event2/bufferevent_ssl.h>
+#include <openssl/ssl.h>
+#include <stdbool.h>
+#include <stddef.h>
+
+struct config;
+
+/*
+ * Replace plain by a TLS bufferevent on the same socket: plain's queued
+ * output is written first (the one-byte 'S'), then plain is freed without
+ * closing the socket. Returns NULL (plain freed, socket closed) on failure.
+ */
+struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
+				       enum bufferevent_ssl_state state);
+
+/*
+ * Layer TLS over plain, which keeps what it already read: for a client
+ * that opened with a ClientHello (direct TLS), already in plain's input.
+ */
+struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl);
+
+/*
+ * Build the contexts cfg asks for: *server when clients may use TLS, *client
+ * when the upstream leg may. On failure nothing is returned, err says why.
+ */
+bool tls_contexts_build(const struct config *cfg, SSL_CTX **server, SSL_CTX **client,
+			char *err, size_t errlen);
+
+#endif
