@@ -633,6 +633,7 @@ class Bench:
             self.setup(stack)
             self.facts["versions"] = versions(self.procs.get("walgate"))
             t0 = time.monotonic()
+            self.facts["load_start"] = os.getloadavg()
             if "rt" in self.args.scenarios:
                 self.scenario_round_trips()
             if "snapshot" in self.args.scenarios:
@@ -640,6 +641,7 @@ class Bench:
             if "replication" in self.args.scenarios:
                 self.scenario_replication()
             self.facts["elapsed_s"] = time.monotonic() - t0
+            self.facts["load_end"] = os.getloadavg()
             self.facts["walgate_log_errors"] = self._walgate_log_errors()
             log("stopping processes")
         log(f"scenarios took {self.facts['elapsed_s']:.0f} s")
@@ -871,6 +873,9 @@ def render_report(bench, started, argv):
     w(f"| CPU model | {m['cpu']} |")
     w(f"| memory | {m['memory']} |")
     w(f"| OS, kernel | {m['os']}, {m['kernel']} |")
+    for k, label in (("load_start", "load average at start"), ("load_end", "load average at end")):
+        if bench.facts.get(k):
+            w(f"| {label} | {' '.join(f'{x:.2f}' for x in bench.facts[k])} |")
     for name in ("walgate", "postgres", "pgbench", "haproxy", "pgbouncer"):
         w(f"| {name} | {v.get(name, '?')} |")
     w("")

@@ -7,6 +7,7 @@
 #ifndef WALGATE_PG_AUTH_H
 #define WALGATE_PG_AUTH_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -33,5 +34,43 @@ int pg_auth_code(const uint8_t *msg, size_t len);
  */
 size_t pg_auth_sasl_without(const uint8_t *msg, size_t len, const char *mech, uint8_t *out,
 			    size_t cap);
+
+/*
+ * Builders: each writes a whole message into out[0..cap) and returns its
+ * length, or 0 when it does not fit.
+ */
+
+/* AuthenticationOk, ...CleartextPassword and the like: 'R' with a bare code. */
+size_t pg_auth_build_request(uint8_t *out, size_t cap, uint32_t code);
+
+/* AuthenticationSASL offering the NULL-terminated list mechs. */
+size_t pg_auth_build_sasl(uint8_t *out, size_t cap, const char *const *mechs);
+
+/* AuthenticationSASLContinue / AuthenticationSASLFinal carrying data. */
+size_t pg_auth_build_sasl_data(uint8_t *out, size_t cap, uint32_t code, const char *data,
+			       size_t len);
+
+/* SASLInitialResponse ('p'): mechanism, then the client-first-message. */
+size_t pg_auth_build_sasl_initial(uint8_t *out, size_t cap, const char *mech, const char *data,
+				  size_t len);
+
+/* SASLResponse or PasswordMessage ('p'): just the bytes. */
+size_t pg_auth_build_password(uint8_t *out, size_t cap, const char *data, size_t len,
+			      bool nul_terminated);
+
+/*
+ * The client's SASLInitialResponse msg[0..len) (whole message): *mech
+ * points at the NUL-terminated mechanism name, data[0..*data_len) at the
+ * client-first-message. -1 when malformed (lengths that disagree, no data).
+ */
+int pg_auth_parse_sasl_initial(const uint8_t *msg, size_t len, const char **mech,
+			       const char **data, size_t *data_len);
+
+/* The bytes of a SASLResponse msg[0..len) (type 'p'); -1 when not one. */
+int pg_auth_parse_sasl_response(const uint8_t *msg, size_t len, const char **data,
+				size_t *data_len);
+
+/* The data of an AuthenticationSASLContinue/Final msg[0..len). */
+int pg_auth_parse_sasl_data(const uint8_t *msg, size_t len, const char **data, size_t *data_len);
 
 #endif

@@ -74,6 +74,8 @@ static const struct config_key config_keys[] = {
 	{ "tls", "server_key_file", KT_STRING, OFF(server_key_file), NULL, 0, 0, true, NULL },
 	{ "tls", "min_version", KT_STRING, OFF(min_version), "TLSv1.2", 0, 0, true, NULL },
 	{ "tls", "ciphers", KT_STRING, OFF(ciphers), NULL, 0, 0, true, NULL },
+	{ "auth", "auth", KT_CHOICE, OFF(auth), "auto", 0, 0, true, "auto|passthrough|scram" },
+	{ "auth", "auth_file", KT_STRING, OFF(auth_file), NULL, 0, 0, true, NULL },
 	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
 	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
 	{ "access", "allow", KT_ALLOWLIST, OFF(allow), NULL, 0, 0, true, NULL },
@@ -88,7 +90,7 @@ static const struct config_key config_keys[] = {
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
 /* Sections whose settings later versions define; their keys are refused by name. */
-static const char *const future_sections[] = { "auth", "monitor" };
+static const char *const future_sections[] = { "monitor" };
 
 static struct config *current_config;
 
@@ -499,6 +501,13 @@ static bool validate(struct config *cfg, char *err, size_t errlen)
 	}
 	if (!cfg->server_cert_file != !cfg->server_key_file) {
 		snprintf(err, errlen, "[tls] server_cert_file and server_key_file go together");
+		return false;
+	}
+	if (cfg->auth == AUTH_AUTO)
+		cfg->auth = cfg->auth_file && cfg->client_tls != CLIENT_TLS_DISABLE &&
+			    cfg->server_tls != SERVER_TLS_DISABLE ? AUTH_SCRAM : AUTH_PASSTHROUGH;
+	if (cfg->auth == AUTH_SCRAM && !cfg->auth_file) {
+		snprintf(err, errlen, "[auth] auth = scram needs auth_file: the users walgate authenticates");
 		return false;
 	}
 	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted) {

@@ -37,6 +37,12 @@ enum server_tls_mode {
 	SERVER_TLS_VERIFY_FULL,
 };
 
+enum auth_mode {
+	AUTH_AUTO,		/* scram with TLS on both legs and an auth_file, else passthrough */
+	AUTH_PASSTHROUGH,	/* relay the client's exchange with the upstream */
+	AUTH_SCRAM,		/* authenticate the client, then log in upstream ourselves */
+};
+
 struct config_addr_list {
 	struct config_addr *v;
 	size_t n;
@@ -76,6 +82,10 @@ struct config {
 	char *server_key_file;
 	char *min_version;
 	char *ciphers;
+
+	/* [auth] */
+	int auth;			/* enum auth_mode */
+	char *auth_file;
 
 	/* [metrics] */
 	struct config_addr_list metrics_listen;	/* may be empty: endpoint off */

@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "authfile.h"
 #include "session.h"
 #include "tls_upgrade.h"
 #include "walgate_version.h"
@@ -115,14 +116,21 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 static bool install_tls(struct worker *w, const struct config *cfg, char *err, size_t errlen)
 {
 	SSL_CTX *server, *client;
+	struct auth_users *users = NULL;
 
-	if (!tls_contexts_build(cfg, &server, &client, err, errlen))
+	if (cfg->auth == AUTH_SCRAM && !(users = auth_users_load(cfg->auth_file, err, errlen)))
 		return false;
+	if (!tls_contexts_build(cfg, &server, &client, err, errlen)) {
+		auth_users_free(users);
+		return false;
+	}
 	SSL_CTX_free(w->tls_server);
 	SSL_CTX_free(w->tls_client);
+	auth_users_free(w->auth_users);
 	w->tls_server = server;
 	w->tls_client = client;
-	if (server && client)
+	w->auth_users = users;
+	if (server && client && cfg->auth == AUTH_PASSTHROUGH)
 		log_warning("TLS on both legs with authentication relayed: SCRAM clients that use "
 			    "channel binding (libpq's default when TLS is on) cannot log in; "
 			    "they need channel_binding=disable");
@@ -233,7 +241,14 @@ int main(int argc, char **argv)
 	}
 	if (check_only) {
 		SSL_CTX *server, *client;
+		struct auth_users *users = NULL;
 
+		if (cfg->auth == AUTH_SCRAM && !(users = auth_users_load(cfg->auth_file, err, sizeof(err)))) {
+			fprintf(stderr, "walgate: %s\n", err);
+			config_free(cfg);
+			return 1;
+		}
+		auth_users_free(users);
 		if (!tls_contexts_build(cfg, &server, &client, err, sizeof(err))) {
 			fprintf(stderr, "walgate: %s\n", err);
 			config_free(cfg);

@@ -8,6 +8,7 @@
  */
 #include "session.h"
 #include "session_int.h"
+#include "session_auth.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -30,6 +31,7 @@
 static const char *const state_names[] = {
 	[SESSION_PROXY_HEADER] = "proxy_header",
 	[SESSION_STARTUP] = "startup",
+	[SESSION_AUTH] = "auth",
 	[SESSION_CONNECTING] = "connecting",
 	[SESSION_RELAY] = "relay",
 	[SESSION_CANCEL] = "cancel",
@@ -88,6 +90,7 @@ static void session_free(struct session *s)
 		bufferevent_free(s->server);
 	event_free(s->timer);
 	free(s->startup_pkt);
+	session_auth_free(s->auth);
 	TAILQ_REMOVE(&w->sessions, s, link);
 	w->nsessions--;
 	free(s);

@@ -2,7 +2,7 @@
  * session.h - one client connection and its upstream connection, from
  * accept to close, as an explicit state machine:
  *
- *   [PROXY_HEADER] --> STARTUP --StartupMessage--> CONNECTING --connected--> RELAY
+ *   [PROXY_HEADER] --> STARTUP --StartupMessage--> [AUTH] --> CONNECTING --connected--> RELAY
  *                         |                            |                       |
  *                         +--CancelRequest--> CANCEL   +-----------------------+--> CLOSING
  *
@@ -30,10 +30,12 @@ struct worker;
 struct bufferevent;
 struct event;
 struct upstream_connect;
+struct session_auth;
 
 enum session_state {
 	SESSION_PROXY_HEADER,
 	SESSION_STARTUP,
+	SESSION_AUTH,			/* auth = scram: walgate's SCRAM exchange with the client */
 	SESSION_CONNECTING,		/* TCP, then the upstream's SSLRequest and handshake */
 	SESSION_RELAY,
 	SESSION_CANCEL,
@@ -81,6 +83,8 @@ struct session {
 	bool have_key;			/* BackendKeyData seen: a cancel can find us */
 	uint32_t backend_pid;
 	uint32_t backend_key;
+
+	struct session_auth *auth;	/* auth = scram, from the StartupMessage to AuthenticationOk */
 
 	struct relay_dir to_server;
 	struct relay_dir to_client;

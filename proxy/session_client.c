@@ -80,6 +80,10 @@ static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
 	memcpy(s->startup_pkt, pkt, len);
 	/* Parse our own copy so that the strings outlive the input buffer. */
 	(void)pg_startup_parse(s->startup_pkt, len, &s->startup);
+	if (s->w->auth_users && config_current()->auth == AUTH_SCRAM) {
+		session_auth_begin(s);
+		return;
+	}
 	session_set_state(s, SESSION_CONNECTING);
 	bufferevent_disable(s->client, EV_READ);
 	session_connect_upstream(s, NULL, 0);
@@ -331,6 +335,9 @@ static void client_read(struct bufferevent *bev, void *arg)
 		break;
 	case SESSION_STARTUP:
 		startup_read(s);
+		break;
+	case SESSION_AUTH:
+		session_auth_read(s);
 		break;
 	case SESSION_RELAY:
 		session_forward_to_server(s);

@@ -29,6 +29,10 @@ void session_fail(struct session *s, const char *sqlstate, const char *message, 
 void session_reject(struct session *s, enum reject_reason reason, const char *why);
 void session_protocol_violation(struct session *s, const char *sqlstate, const char *message);
 
+/* session_auth.c */
+void session_auth_begin(struct session *s);
+void session_auth_read(struct session *s);
+
 /* session_login.c */
 enum login_step {
 	LOGIN_MORE,		/* wait for more of the upstream's login messages */

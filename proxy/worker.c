@@ -7,6 +7,7 @@
 #include <event2/event.h>
 #include <string.h>
 
+#include "authfile.h"
 #include "log.h"
 
 #include <openssl/ssl.h>
@@ -81,6 +82,8 @@ void worker_free(struct worker *w)
 {
 	SSL_CTX_free(w->tls_server);
 	SSL_CTX_free(w->tls_client);
+	auth_users_free(w->auth_users);
+	w->auth_users = NULL;
 	w->tls_server = NULL;
 	w->tls_client = NULL;
 	if (w->dns)

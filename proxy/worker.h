@@ -72,6 +72,7 @@ struct worker {
 	struct worker_stats stats;
 	struct ssl_ctx_st *tls_server;		/* client leg, NULL when clients cannot use TLS */
 	struct ssl_ctx_st *tls_client;		/* upstream leg, NULL when server_tls = disable */
+	struct auth_users *auth_users;		/* auth = scram: who may log in, NULL otherwise */
 	int upstream_reachable;		/* last connect: 1 reached, 0 failed, -1 none yet */
 	time_t started_at;
 	struct ratelimit deny_log;	/* "not allowed" lines: a scan must not flood the log */

@@ -4,9 +4,10 @@
  *
  * Both ends must agree on every byte, so the rules are those of
  * PostgreSQL's be_tls_get_certificate_hash() and libpq's
- * pgtls_get_peer_certificate_hash(): the digest of the signature
- * algorithm, SHA-256 in place of MD5 and SHA-1, and no binding at all
- * when the algorithm has no separate digest.
+ * pgtls_get_peer_certificate_hash() as built against OpenSSL 1.1.1 or
+ * later: the digest X509_get_signature_info() names (for RSA-PSS the one
+ * in its parameters), SHA-256 in place of MD5 and SHA-1, and no binding
+ * at all when the algorithm has no separate digest.
  */
 #include "tls_binding.h"
 
@@ -14,19 +15,20 @@
 
 #include <openssl/evp.h>
 #include <openssl/objects.h>
+#include <openssl/x509.h>
 
 static const EVP_MD *end_point_digest(X509 *cert)
 {
 	int md_nid;
 
-	if (!OBJ_find_sigid_algs(X509_get_signature_nid(cert), &md_nid, NULL))
+	if (X509_get_signature_info(cert, &md_nid, NULL, NULL, NULL) != 1)
 		return NULL;
 	switch (md_nid) {
 	case NID_md5:
 	case NID_sha1:
 		return EVP_sha256();
 	case NID_undef:
-		/* Ed25519, Ed448, RSA-PSS: RFC 5929 has no answer for these */
+		/* Ed25519, Ed448: RFC 5929 has no answer for these */
 		return NULL;
 	default:
 		return EVP_get_digestbynid(md_nid);

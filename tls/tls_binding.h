@@ -14,12 +14,13 @@
 #include <openssl/x509.h>
 
 /*
- * Hash cert's DER encoding with the hash of its signature algorithm, MD5
- * and SHA-1 replaced by SHA-256, exactly as PostgreSQL and libpq do.
- * *outlen holds the capacity of out on entry (EVP_MAX_MD_SIZE always
- * suffices) and the hash length on return. Returns 0, or -1 when the
- * certificate's signature names no single hash (Ed25519, RSA-PSS): no
- * tls-server-end-point is defined for it, so PLUS cannot be offered.
+ * Hash cert's DER encoding with the hash of its signature algorithm (for
+ * RSA-PSS the one in its parameters), MD5 and SHA-1 replaced by SHA-256,
+ * exactly as PostgreSQL and libpq do. *outlen holds the capacity of out
+ * on entry (EVP_MAX_MD_SIZE always suffices) and the hash length on
+ * return. Returns 0, or -1 when the certificate's signature uses no
+ * separate hash (Ed25519, Ed448): no tls-server-end-point is defined for
+ * it, so SCRAM-SHA-256-PLUS cannot be offered with that certificate.
  */
 int tls_server_end_point(X509 *cert, uint8_t *out, size_t *outlen);
 

@@ -300,10 +300,21 @@ def query_one(target, sql="SELECT 1", **overrides):
         conn.close()
 
 
+ACTIVE_REGULAR = 'walgate_connections_active{kind="regular"}'
+
+
+def settled(wg):
+    """Wait until the harness's readiness probes (bare connects, which a
+    trusted-peer setting counts as missing PROXY headers) are reaped, so
+    that counters read afterwards are a clean baseline."""
+    assert wg.wait_for_metric(ACTIVE_REGULAR, lambda v: v == 0) == 0, wg.log_text()
+    return wg
+
+
 def access_walgate(factory, access, walgate=None, **kwargs):
-    """A walgate whose [access] section is exactly `access` (on top of the
-    harness's defaults, of which only allow stays unless overridden)."""
-    return factory(sections={"access": dict(access)}, walgate=walgate, **kwargs)
+    """A walgate with these [access] keys (over the harness's defaults),
+    started and settled."""
+    return settled(factory(sections={"access": dict(access)}, walgate=walgate, **kwargs))
 
 
 def delta(wg, before, key):
@@ -337,7 +348,7 @@ def test_disallowed_ipv4_source_closed_before_any_byte(pg, walgate_factory):
 
 def test_ipv6_only_allow_list(pg, walgate_factory):
     v4, v6 = (LOOPBACK_V4, free_port()), (LOOPBACK_V6, free_port())
-    wg = walgate_factory(listen=[v4, v6], sections={"access": {"allow": "::1/128"}})
+    wg = settled(walgate_factory(listen=[v4, v6], sections={"access": {"allow": "::1/128"}}))
     before = wg.metrics()
 
     # IPv4 clients, whatever their address, are refused.

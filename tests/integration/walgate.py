@@ -234,9 +234,13 @@ class Walgate:
         return self
 
     def wait_ready(self, timeout=START_TIMEOUT):
-        """Wait until every listen address accepts TCP connections."""
+        """Wait until every listen address, and the metrics endpoint when
+        there is one (it may be bound after the listeners), accepts TCP
+        connections."""
         deadline = time.monotonic() + timeout
         pending = list(self.listen)
+        if self.metrics_addr:
+            pending.append(self.metrics_addr)
         while pending:
             if self.proc.poll() is not None:
                 raise WalgateError(f"walgate exited with {self.proc.returncode} during start-up; "

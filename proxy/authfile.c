@@ -1,0 +1,195 @@
+/*
+ * authfile.c - reading the auth file.
+ *
+ * Syntax as PgBouncer's userlist.txt: "name" "secret" per line, a doubled
+ * quote inside a string stands for one, lines starting with ';' or '#'
+ * and blank lines are ignored. Plaintext passwords are turned into
+ * verifiers once, here, with a fresh salt: the exchange with clients then
+ * looks the same whichever form the file holds.
+ */
+#include "authfile.h"
+
+#include <errno.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#define LINE_MAX_LEN 4096
+
+/* A quoted string at *p into out; advances *p past it. */
+static bool take_quoted(const char **p, char *out, size_t cap)
+{
+	const char *s = *p;
+	size_t n = 0;
+
+	while (*s == ' ' || *s == '\t')
+		s++;
+	if (*s++ != '"')
+		return false;
+	for (;;) {
+		if (*s == '\0')
+			return false;
+		if (*s == '"' && s[1] == '"') {
+			s++;
+		} else if (*s == '"') {
+			break;
+		}
+		if (n + 1 >= cap)
+			return false;
+		out[n++] = *s++;
+	}
+	out[n] = '\0';
+	*p = s + 1;
+	return n > 0;
+}
+
+static bool blank_rest(const char *s)
+{
+	while (*s == ' ' || *s == '\t' || *s == '\r' || *s == '\n')
+		s++;
+	return *s == '\0';
+}
+
+static const char *make_user(struct auth_user *u, const char *name, const char *secret)
+{
+	uint8_t salt[SCRAM_SALT_LEN];
+
+	memset(u, 0, sizeof(*u));
+	if (!strncmp(secret, SCRAM_VERIFIER_PREFIX, strlen(SCRAM_VERIFIER_PREFIX))) {
+		if (scram_verifier_parse(secret, &u->verifier) != SCRAM_OK)
+			return "malformed SCRAM-SHA-256 verifier";
+	} else if (!strncmp(secret, "md5", 3) && strlen(secret) == 35) {
+		return "md5 hashes cannot be used: give a SCRAM-SHA-256 verifier or the password";
+	} else {
+		if (scram_make_salt(salt) != SCRAM_OK ||
+		    scram_verifier_from_password(secret, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
+						 &u->verifier) != SCRAM_OK)
+			return "cannot derive a verifier from the password";
+		if (!(u->password = strdup(secret)))
+			return "out of memory";
+	}
+	if (!(u->name = strdup(name)))
+		return "out of memory";
+	return NULL;
+}
+
+static int by_name(const void *a, const void *b)
+{
+	return strcmp(((const struct auth_user *)a)->name, ((const struct auth_user *)b)->name);
+}
+
+static bool check_mode(const char *path, FILE *f, char *err, size_t errlen)
+{
+	struct stat st;
+
+	if (fstat(fileno(f), &st) < 0) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return false;
+	}
+	if (st.st_mode & (S_IROTH | S_IWOTH)) {
+		snprintf(err, errlen, "%s: others may read or write it (mode %03o): chmod 600 or 640",
+			 path, (unsigned)(st.st_mode & 0777));
+		return false;
+	}
+	return true;
+}
+
+static bool add_line(struct auth_users *users, const char *line, const char **why)
+{
+	char name[256], secret[1024];
+	struct auth_user *grown;
+
+	if (!take_quoted(&line, name, sizeof(name)) || !take_quoted(&line, secret, sizeof(secret)) ||
+	    !blank_rest(line)) {
+		*why = "expected \"name\" \"secret\"";
+		return false;
+	}
+	if (auth_users_find(users, name)) {
+		*why = "user listed twice";
+		return false;
+	}
+	grown = realloc(users->v, (users->n + 1) * sizeof(*users->v));
+	if (!grown) {
+		*why = "out of memory";
+		return false;
+	}
+	users->v = grown;
+	*why = make_user(&users->v[users->n], name, secret);
+	OPENSSL_cleanse(secret, sizeof(secret));
+	if (*why) {
+		free(users->v[users->n].name);
+		free(users->v[users->n].password);
+		return false;
+	}
+	users->n++;
+	/* kept sorted as it grows: auth_users_find() bisects, also for the duplicate check */
+	qsort(users->v, users->n, sizeof(*users->v), by_name);
+	return true;
+}
+
+struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
+{
+	struct auth_users *users = calloc(1, sizeof(*users));
+	FILE *f = fopen(path, "r");
+	char line[LINE_MAX_LEN];
+	int lineno = 0;
+
+	if (!users || !f) {
+		snprintf(err, errlen, "%s: %s", path, users ? strerror(errno) : "out of memory");
+		goto fail;
+	}
+	if (!check_mode(path, f, err, errlen))
+		goto fail;
+	if (RAND_bytes(users->mock_secret, sizeof(users->mock_secret)) != 1) {
+		snprintf(err, errlen, "%s: no randomness for the mock secret", path);
+		goto fail;
+	}
+	while (fgets(line, sizeof(line), f)) {
+		const char *p = line, *why;
+
+		lineno++;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == ';' || *p == '#' || blank_rest(p))
+			continue;
+		if (!add_line(users, p, &why)) {
+			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
+			goto fail;
+		}
+	}
+	fclose(f);
+	return users;
+fail:
+	if (f)
+		fclose(f);
+	auth_users_free(users);
+	return NULL;
+}
+
+const struct auth_user *auth_users_find(const struct auth_users *users, const char *name)
+{
+	struct auth_user key = { .name = (char *)name };
+
+	if (!users || users->n == 0)
+		return NULL;
+	return bsearch(&key, users->v, users->n, sizeof(*users->v), by_name);
+}
+
+void auth_users_free(struct auth_users *users)
+{
+	if (!users)
+		return;
+	for (size_t i = 0; i < users->n; i++) {
+		free(users->v[i].name);
+		if (users->v[i].password) {
+			OPENSSL_cleanse(users->v[i].password, strlen(users->v[i].password));
+			free(users->v[i].password);
+		}
+		OPENSSL_cleanse(&users->v[i].verifier, sizeof(users->v[i].verifier));
+	}
+	free(users->v);
+	free(users);
+}

@@ -1,0 +1,35 @@
+/*
+ * authfile.h - the users walgate authenticates itself (auth = scram): one
+ * line per user, "name" "secret", where the secret is a SCRAM-SHA-256
+ * verifier as pg_authid stores it or a plaintext password.
+ */
+#ifndef WALGATE_AUTHFILE_H
+#define WALGATE_AUTHFILE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "scram.h"
+
+struct auth_user {
+	char *name;
+	char *password;			/* NULL when the file holds a verifier */
+	struct scram_verifier verifier;	/* derived at load time from a password */
+};
+
+struct auth_users {
+	struct auth_user *v;		/* sorted by name */
+	size_t n;
+	uint8_t mock_secret[32];	/* salts of made-up verifiers for unknown users */
+};
+
+/*
+ * Read and check path. Refused: a file others may read or write, a line
+ * that is not two quoted strings, a user listed twice, a malformed
+ * verifier. NULL with "path:line: reason" in err.
+ */
+struct auth_users *auth_users_load(const char *path, char *err, size_t errlen);
+const struct auth_user *auth_users_find(const struct auth_users *users, const char *name);
+void auth_users_free(struct auth_users *users);
+
+#endif

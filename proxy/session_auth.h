@@ -1,0 +1,31 @@
+/*
+ * session_auth.h - the credentials of one session under auth = scram:
+ * walgate's SCRAM exchange with the client, and what it keeps from it to
+ * log in upstream (the password from the auth file, or the ClientKey the
+ * client proved it holds).
+ */
+#ifndef WALGATE_SESSION_AUTH_H
+#define WALGATE_SESSION_AUTH_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "scram.h"
+
+struct session_auth {
+	bool known;				/* the user is in the auth file */
+	bool offered_plus;			/* SCRAM-SHA-256-PLUS was offered to the client */
+	int step;				/* client messages taken: 0, 1, 2 */
+	char *password;				/* from the auth file, or NULL */
+	struct scram_verifier verifier;
+	bool have_client_key;
+	uint8_t client_key[SCRAM_KEY_LEN];
+	union {
+		struct scram_server server;	/* with the client */
+		struct scram_client client;	/* with the upstream */
+	} x;
+};
+
+void session_auth_free(struct session_auth *a);
+
+#endif
