@@ -874,3 +874,18 @@ def test_not_allowed_log_is_rate_limited(walgate_factory, fake_upstream):
              if re.search(r"rejected: source .* not allowed", ln)]
     assert 1 <= len(lines) <= 25, f"{len(lines)} 'not allowed' lines for 200 connections"
     assert_upstream_untouched(fake_upstream, settle=0.1)
+
+
+# --------------------------------------------------------------------------
+# [access] allow is required
+
+def test_start_without_allow_refused(walgate_factory):
+    wg = walgate_factory(start=False)
+    wg.write_config(sections={"access": {"allow": None}})
+    wg.start(wait=False)
+    try:
+        rc = wg.proc.wait(10)
+    except Exception:
+        pytest.fail("walgate started without [access] allow")
+    assert rc != 0
+    assert "allow" in wg.log_text(), wg.log_text()
