@@ -377,7 +377,11 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state == SESSION_PROXY_HEADER) {
-		session_reject(s, REJECT_PROXY_HEADER, "closed before a complete PROXY header");
+		/* A load balancer's TCP health check connects and closes: not an error. */
+		if (s->client_bytes_seen == 0)
+			session_close(s, "closed without sending anything");
+		else
+			session_reject(s, REJECT_PROXY_HEADER, "closed before a complete PROXY header");
 		return;
 	}
 	if (s->state == SESSION_RELAY)
