@@ -44,6 +44,8 @@ import tempfile
 import time
 import urllib.request
 
+sys.dont_write_bytecode = True  # import tests/integration modules without writing there
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO_ROOT = os.path.dirname(HERE)
 sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
@@ -860,11 +862,18 @@ def render_report(bench, started, argv):
       "CPUs: the server, the proxy and the client compete for them, which is part of what "
       "the ratios show.")
     w("")
-    w("**TLS is not measured**: this version of walgate relays plaintext only (it answers "
-      "`N` to SSLRequest), so every client runs with `sslmode=disable`, PgBouncer with "
-      "`server_tls_sslmode = disable`, and PostgreSQL with `ssl = off` (each target is "
-      "checked to give a plaintext session). TLS scenarios come with walgate's TLS support.")
+    w("**TLS is not measured**: this benchmark runs every leg in plaintext. Clients use "
+      "`sslmode=disable`, walgate runs without a `[tls]` section, PgBouncer with "
+      "`server_tls_sslmode = disable` and PostgreSQL with `ssl = off`; one query through "
+      "each target checks that its session is plaintext. The benchmark was written for the "
+      "walgate without TLS; TLS scenarios come with walgate's TLS support.")
     w("")
+    busy = bench.facts.get("load_start")
+    if busy and busy[0] > 0.5:
+        w(f"**Noise**: the 1-minute load average was already {busy[0]:.2f} on {m['nproc']} CPUs "
+          "when the scenarios started: other work shared the machine, so expect wide min-max "
+          "spreads and read small ratio differences as noise.")
+        w("")
     w("## Machine and versions")
     w("")
     w("| | |")

@@ -71,7 +71,7 @@ static void log_close(struct session *s)
 	     login ? (s->startup.database ? s->startup.database : s->startup.user) : "-",
 	     login ? pg_replication_mode_str(s->startup.replication_mode) : "-",
 	     (unsigned long long)s->client_bytes_seen, (unsigned long long)s->to_client.bytes,
-	     elapsed_seconds(s), s->close_reason ? s->close_reason : "unknown");
+	     elapsed_seconds(s), s->close_reason[0] ? s->close_reason : "unknown");
 }
 
 static void session_free(struct session *s)
@@ -121,7 +121,8 @@ void session_close(struct session *s, const char *reason)
 {
 	if (s->state == SESSION_CLOSING)
 		return;
-	s->close_reason = reason;
+	if (reason != s->close_reason)
+		snprintf(s->close_reason, sizeof(s->close_reason), "%s", reason);
 	session_set_state(s, SESSION_CLOSING);
 	if (s->connecting) {
 		upstream_connect_abort(s->connecting);
@@ -315,8 +316,8 @@ void session_free_all(struct worker *w)
 	struct session *s;
 
 	while ((s = TAILQ_FIRST(&w->sessions)) != NULL) {
-		if (!s->close_reason)
-			s->close_reason = "exit";
+		if (!s->close_reason[0])
+			snprintf(s->close_reason, sizeof(s->close_reason), "exit");
 		session_free(s);
 	}
 }

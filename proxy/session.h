@@ -67,7 +67,8 @@ struct session {
 	bool direct_tls;		/* ... opened with a ClientHello, no SSLRequest */
 	bool server_tls;		/* the upstream leg is (becoming) TLS */
 	bool tls_handshaking;
-	bool login_done;		/* AuthenticationOk relayed: the upstream side streams */		/* a handshake on either leg is under way */
+	bool login_done;
+	bool client_held;		/* auth = scram: client not read until AuthenticationOk */		/* AuthenticationOk relayed: the upstream side streams */		/* a handshake on either leg is under way */
 	char upstream_label[280];	/* "host:port" as configured, for messages */
 	char upstream_host[256];	/* the name verify-full checks */
 	/*
@@ -88,7 +89,7 @@ struct session {
 
 	struct relay_dir to_server;
 	struct relay_dir to_client;
-	const char *close_reason;
+	char close_reason[160];		/* a copy: reasons are often built on the caller's stack */
 };
 
 /* Take over an accepted socket. */

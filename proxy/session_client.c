@@ -173,6 +173,8 @@ static void client_tls_failed(struct session *s)
 	s->w->stats.tls_handshakes[0][1]++;
 	tls_describe_failure(bufferevent_openssl_get_ssl(s->client),
 			     bufferevent_get_openssl_error(s->client), why, sizeof(why));
+	if (s->direct_tls)
+		tls_flush_filter(s->client);
 	session_reject(s, REJECT_TLS_HANDSHAKE, why);
 }
 
@@ -388,7 +390,7 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
 		session_forward_to_server(s);	/* what arrived before the end still goes */
 	if (s->state == SESSION_CLOSING)
 		return;
-	if (s->close_reason)		/* the client said Terminate */
+	if (s->close_reason[0])		/* the client said Terminate */
 		session_close(s, s->close_reason);
 	else
 		session_close(s, (what & BEV_EVENT_EOF) ? "client closed" : "client connection error");

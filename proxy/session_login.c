@@ -233,6 +233,25 @@ static bool answer_sasl_step(struct session *s, int code, const uint8_t *msg, si
 	return false;
 }
 
+/*
+ * auth = scram: the upstream refused walgate's own login (28xxx). Passing
+ * its "password authentication failed" on would tell the client its own
+ * password is wrong, when it was walgate's credential that failed.
+ */
+static bool upstream_refused_login(struct session *s, const uint8_t *msg, size_t len)
+{
+	struct pg_error_fields f;
+	char why[300];
+
+	if (pg_parse_error(msg + PG_MSG_HEADER_LEN, len - PG_MSG_HEADER_LEN, &f) < 0 ||
+	    !f.sqlstate || strncmp(f.sqlstate, "28", 2))
+		return false;
+	snprintf(why, sizeof(why), "the upstream said: %s", f.message ? f.message : f.sqlstate);
+	evbuffer_drain(bufferevent_get_input(s->server), len);
+	login_failed(s, why);
+	return true;
+}
+
 /* auth = scram: walgate answers the upstream's request itself. */
 static void answer_request(struct session *s, const uint8_t *msg, size_t len)
 {
@@ -260,11 +279,24 @@ static void forward_message(struct session *s, const uint8_t *msg, size_t len)
 {
 	bool rewritten = false;
 
-	if (s->auth && msg[0] == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len) != PG_AUTH_OK) {
-		answer_request(s, msg, len);
-		evbuffer_drain(bufferevent_get_input(s->server), len);
+	uint8_t type = msg[0];
+
+	if (s->auth && type == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len) != PG_AUTH_OK) {
+		/* Drained first: answering may close the session and free the input. */
+		struct evbuffer *in = bufferevent_get_input(s->server);
+		uint8_t copy[1024];
+
+		if (len > sizeof(copy)) {
+			login_failed(s, "authentication request too long");
+			return;
+		}
+		memcpy(copy, msg, len);
+		evbuffer_drain(in, len);
+		answer_request(s, copy, len);
 		return;
 	}
+	if (s->auth && type == PG_MSG_ERROR_RESPONSE && upstream_refused_login(s, msg, len))
+		return;
 	if (msg[0] == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len) == PG_AUTH_SASL)
 		rewritten = drop_plus_mechanism(s, msg, len);
 	else if (msg[0] == PG_MSG_ERROR_RESPONSE)
@@ -274,7 +306,7 @@ static void forward_message(struct session *s, const uint8_t *msg, size_t len)
 				       bufferevent_get_output(s->client), len);
 		s->to_client.bytes += len;
 	}
-	s->to_client.last_type = msg[0];
+	s->to_client.last_type = type;
 }
 
 static void login_succeeded(struct session *s)
@@ -284,7 +316,6 @@ static void login_succeeded(struct session *s)
 	slog_debug(s, "logged in upstream");
 	session_auth_free(s->auth);	/* no credentials kept beyond the login */
 	s->auth = NULL;
-	bufferevent_enable(s->client, EV_READ);
 }
 
 enum login_step session_login_feed(struct session *s)

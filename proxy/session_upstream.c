@@ -38,7 +38,7 @@ static void client_message(void *arg, const struct pg_msg *m)
 	struct session *s = arg;
 
 	if (m->type == PG_MSG_TERMINATE)
-		s->close_reason = "client terminated";
+		snprintf(s->close_reason, sizeof(s->close_reason), "client terminated");
 }
 
 static void forward_to_client(struct session *s)
@@ -49,6 +49,14 @@ static void forward_to_client(struct session *s)
 		if (step != LOGIN_DONE)
 			return;
 		s->login_done = true;
+		if (s->client_held) {
+			s->client_held = false;
+			/* auth = scram held the client back; what it sent meanwhile goes now */
+			bufferevent_enable(s->client, EV_READ);
+			session_forward_to_server(s);
+			if (s->state != SESSION_RELAY)
+				return;
+		}
 	}
 	if (relay_forward(&s->to_client, s->server, s->client) < 0) {
 		s->w->stats.protocol_errors++;
@@ -210,7 +218,7 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 	forward_to_client(s);
 	if (s->state != SESSION_RELAY)
 		return;
-	if (s->close_reason) {		/* the client said Terminate: this is the answer */
+	if (s->close_reason[0]) {	/* the client said Terminate: this is the answer */
 		session_close(s, s->close_reason);
 		return;
 	}
@@ -238,6 +246,10 @@ static void start_relay(struct session *s)
 		  pg_replication_mode_str(st->replication_mode),
 		  st->application_name ? st->application_name : "");
 	bufferevent_enable(s->server, EV_READ);
+	if (s->auth) {
+		s->client_held = true;	/* walgate logs in itself: the client waits */
+		return;
+	}
 	bufferevent_enable(s->client, EV_READ);
 	/* Bytes the client sent right after its startup packet wait in the input. */
 	session_forward_to_server(s);

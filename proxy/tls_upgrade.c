@@ -63,6 +63,18 @@ struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl)
 	return tls;
 }
 
+void tls_flush_filter(struct bufferevent *tls)
+{
+	struct bufferevent *under = bufferevent_get_underlying(tls);
+	struct evbuffer *out;
+
+	if (!under)
+		return;
+	out = bufferevent_get_output(under);
+	evbuffer_unfreeze(out, 1);
+	(void)evbuffer_write(out, bufferevent_getfd(under));
+}
+
 static enum tls_verify verify_of(int server_tls)
 {
 	switch (server_tls) {

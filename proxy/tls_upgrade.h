@@ -28,6 +28,13 @@ struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
 struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl);
 
 /*
+ * A filter's alert (a failed handshake) sits in the socket bufferevent
+ * beneath it and would be lost when the filter is freed: write it now,
+ * best effort, without blocking.
+ */
+void tls_flush_filter(struct bufferevent *tls);
+
+/*
  * Build the contexts cfg asks for: *server when clients may use TLS, *client
  * when the upstream leg may. On failure nothing is returned, err says why.
  */
