@@ -19,6 +19,7 @@ expired), or misbehaves before the handshake.
 
 import hashlib
 import os
+import select
 import shutil
 import socket
 import ssl
@@ -779,6 +780,64 @@ def test_reload_certificate(walgate_factory, certs, tmp_path):
         psql(wg, "SELECT 1", env=tls_env(), check=True)
     finally:
         conn.close()
+
+
+def test_reload_certificate_during_replication_stream(pg, walgate_factory, certs, tmp_path):
+    """A certificate reload while a logical replication stream runs through
+    walgate over TLS: the stream goes on, changes made after the reload
+    arrive, and new handshakes present the new certificate."""
+    import psycopg2.extras
+
+    cert, key = str(tmp_path / "wg.crt"), str(tmp_path / "wg.key")
+    shutil.copy(certs.wg_cert, cert)
+    shutil.copy(certs.wg_key, key)
+    wg = tls_walgate(walgate_factory, certs, client_tls="require", server_tls="require",
+                     tls={"cert_file": cert, "key_file": key})
+    admin = superuser_connect(pg)
+    cur = admin.cursor()
+    slot = "tls_reload_stream"
+    cur.execute("CREATE TABLE IF NOT EXISTS tls_reload_t (id int primary key)")
+    cur.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (slot,))
+    repl = None
+    try:
+        repl = connect(wg, sslmode="require", channel_binding="disable",
+                       connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        rcur = repl.cursor()
+        rcur.start_replication(slot_name=slot, decode=True)
+
+        def read_insert(value, timeout=20):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline:
+                msg = rcur.read_message()
+                if msg is None:
+                    select.select([rcur], [], [], 0.2)
+                    continue
+                rcur.send_feedback(flush_lsn=msg.data_start)
+                if f"id[integer]:{value}" in msg.payload:
+                    return True
+            return False
+
+        cur.execute("INSERT INTO tls_reload_t VALUES (1)")
+        assert read_insert(1), wg.log_text()[-3000:]
+        shutil.copy(certs.wg2_key, key + ".new")
+        os.replace(key + ".new", key)
+        shutil.copy(certs.wg2_cert, cert + ".new")
+        os.replace(cert + ".new", cert)
+        reload_and_wait(wg, "configuration reloaded")
+        assert walgate_peer_cert(wg, certs.ca) == cert_der(certs.wg2_cert)
+        cur.execute("INSERT INTO tls_reload_t VALUES (2)")
+        assert read_insert(2), wg.log_text()[-3000:]
+    finally:
+        if repl is not None:
+            repl.close()
+        for _ in range(50):
+            try:
+                cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+                break
+            except Exception:
+                time.sleep(0.1)
+        cur.execute("DROP TABLE IF EXISTS tls_reload_t")
+        admin.close()
 
 
 # --------------------------------------------------------------------------
