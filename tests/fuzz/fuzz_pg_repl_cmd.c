@@ -11,7 +11,8 @@
  * than PG_REPL_CMD_SCAN_MAX of which only that much is handed in.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iprotocol \
- *     protocol/pg_repl_cmd.c tests/fuzz/fuzz_pg_repl_cmd.c -o fuzz_repl_cmd
+ *     protocol/pg_repl_cmd.c protocol/pg_repl_lex.c \
+ *     tests/fuzz/fuzz_pg_repl_cmd.c -o fuzz_repl_cmd
  *   ./fuzz_repl_cmd tests/fuzz/corpus/pg_repl_cmd
  */
 #include <stdio.h>

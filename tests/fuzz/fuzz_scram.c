@@ -10,7 +10,8 @@
  * a '\n', and the final message (no '\n': the final message is empty).
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iprotocol \
- *     protocol/scram.c tests/fuzz/fuzz_scram.c -lcrypto -o fuzz_scram
+ *     protocol/scram_common.c protocol/scram_server.c protocol/scram_client.c \
+ *     tests/fuzz/fuzz_scram.c -lcrypto -o fuzz_scram
  *   ./fuzz_scram tests/fuzz/corpus/scram
  *
  * The client logs in with a ClientKey, never a password: the fuzzer would
