@@ -6,6 +6,11 @@
  *                         |                            |                       |
  *                         +--CancelRequest--> CANCEL   +-----------------------+--> CLOSING
  *
+ * RELAY begins with the login exchange, taken from the upstream message by
+ * message (session_login.c) until AuthenticationOk (login_done); after it
+ * both directions stream. CONNECTING covers TCP, the upstream's SSLRequest
+ * and its TLS handshake; AUTH exists only with auth = scram.
+ *
  * The source address is checked against the allow list at accept, before
  * any byte is read; behind a trusted load balancer, once its PROXY header
  * has named the real source.
