@@ -11,6 +11,7 @@
 
 #include <errno.h>
 #include <event2/event.h>
+#include <event2/http.h>
 #include <event2/listener.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 
 struct listener_set {
 	struct worker *w;
+	struct evhttp *http;		/* owns the listeners when set (metrics endpoint) */
 	struct evconnlistener **ls;
 	size_t n;
 	struct event *resume;
@@ -73,6 +75,32 @@ static void on_accept_error(struct evconnlistener *l, void *arg)
 	evtimer_add(set->resume, &pause);
 }
 
+static void resume_one(evutil_socket_t fd, short what, void *arg)
+{
+	evconnlistener_enable(arg);
+}
+
+/*
+ * evhttp takes over a bound listener's argument, so this callback knows
+ * only the listener: it pauses that one. The HTTP server lives until exit,
+ * so the one-shot timer cannot outlive it.
+ */
+static void on_http_accept_error(struct evconnlistener *l, void *arg)
+{
+	int err = EVUTIL_SOCKET_ERROR();
+	struct timeval pause = { ACCEPT_PAUSE_MS / 1000, (ACCEPT_PAUSE_MS % 1000) * 1000 };
+
+	if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
+		log_warning("metrics accept failed: %s", evutil_socket_error_to_string(err));
+		return;
+	}
+	log_error("metrics accept failed: %s; pausing it for %d ms",
+		  evutil_socket_error_to_string(err), ACCEPT_PAUSE_MS);
+	evconnlistener_disable(l);
+	if (event_base_once(evconnlistener_get_base(l), -1, EV_TIMEOUT, resume_one, l, &pause) < 0)
+		evconnlistener_enable(l);
+}
+
 static int open_socket(const struct config_addr *a)
 {
 	int fd = socket(a->addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -99,35 +127,47 @@ fail:
 	return -1;
 }
 
-struct listener_set *listeners_open(struct worker *w, const struct config *cfg)
+/*
+ * One set of listening sockets sharing the pause on resource exhaustion.
+ * With http, each socket is handed to the HTTP server, which then owns it.
+ */
+static struct listener_set *open_set(struct worker *w, const struct config_addr_list *addrs,
+				     int backlog, struct evhttp *http)
 {
 	struct listener_set *set = calloc(1, sizeof(*set));
 
-	if (!set || !(set->ls = calloc(cfg->listen.n, sizeof(*set->ls))))
+	if (!set || !(set->ls = calloc(addrs->n, sizeof(*set->ls))))
 		goto oom;
 	set->w = w;
 	set->resume = evtimer_new(w->base, resume_accepting, set);
 	if (!set->resume)
 		goto oom;
-	for (size_t i = 0; i < cfg->listen.n; i++) {
-		const struct config_addr *a = &cfg->listen.v[i];
+	for (size_t i = 0; i < addrs->n; i++) {
+		const struct config_addr *a = &addrs->v[i];
 		int fd = open_socket(a);
 
 		if (fd < 0) {
 			log_error("cannot listen on %s: %s", a->text, strerror(errno));
 			goto fail;
 		}
-		set->ls[i] = evconnlistener_new(w->base, on_accept, set,
+		set->ls[i] = evconnlistener_new(w->base, http ? NULL : on_accept, set,
 						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
-						cfg->listen_backlog, fd);
+						backlog, fd);
 		if (!set->ls[i]) {
 			log_error("cannot listen on %s: %s", a->text, strerror(errno));
 			close(fd);
 			goto fail;
 		}
 		set->n++;
-		evconnlistener_set_error_cb(set->ls[i], on_accept_error);
-		log_info("listening on %s", a->text);
+		if (http) {
+			set->http = http;
+			if (!evhttp_bind_listener(http, set->ls[i])) {
+				log_error("cannot serve HTTP on %s", a->text);
+				goto fail;
+			}
+		}
+		evconnlistener_set_error_cb(set->ls[i], http ? on_http_accept_error : on_accept_error);
+		log_info(http ? "metrics on http://%s/metrics" : "listening on %s", a->text);
 	}
 	return set;
 oom:
@@ -137,11 +177,23 @@ fail:
 	return NULL;
 }
 
+struct listener_set *listeners_open(struct worker *w, const struct config *cfg)
+{
+	return open_set(w, &cfg->listen, cfg->listen_backlog, NULL);
+}
+
+struct listener_set *listeners_open_http(struct worker *w, const struct config_addr_list *addrs,
+					 struct evhttp *http)
+{
+	return open_set(w, addrs, 128, http);
+}
+
 void listeners_close(struct listener_set *ls)
 {
 	if (!ls)
 		return;
-	for (size_t i = 0; i < ls->n; i++)
+	/* the HTTP server frees what was bound to it (metrics_stop frees it first) */
+	for (size_t i = 0; i < ls->n && !ls->http; i++)
 		evconnlistener_free(ls->ls[i]);
 	if (ls->resume)
 		event_free(ls->resume);

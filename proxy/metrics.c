@@ -17,6 +17,7 @@
 
 #include "allowlist.h"
 #include "config.h"
+#include "listener.h"
 #include "log.h"
 #include "session.h"
 #include "tls_context.h"
@@ -26,6 +27,7 @@
 struct metrics_server {
 	struct worker *w;
 	struct evhttp *http;
+	struct listener_set *listeners;
 	bool accepting;
 };
 
@@ -226,23 +228,11 @@ struct metrics_server *metrics_start(struct worker *w, const struct config *cfg,
 	evhttp_set_timeout(m->http, 10);
 	evhttp_set_max_headers_size(m->http, 8192);
 	evhttp_set_max_body_size(m->http, 4096);
-	for (size_t i = 0; i < cfg->metrics_listen.n; i++) {
-		const struct config_addr *a = &cfg->metrics_listen.v[i];
-		char host[64];
-		const char *colon = strrchr(a->text, ':');
-		int port = atoi(colon + 1);
-
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - a->text), a->text);
-		if (host[0] == '[') {	/* evhttp wants the bare IPv6 address */
-			memmove(host, host + 1, strlen(host));
-			host[strlen(host) - 1] = '\0';
-		}
-		if (evhttp_bind_socket(m->http, host, (uint16_t)port) < 0) {
-			log_error("cannot serve metrics on %s", a->text);
-			metrics_stop(m);
-			return NULL;
-		}
-		log_info("metrics on http://%s/metrics", a->text);
+	/* Our own listeners, so that running out of descriptors pauses them too. */
+	m->listeners = listeners_open_http(w, &cfg->metrics_listen, m->http);
+	if (!m->listeners) {
+		metrics_stop(m);
+		return NULL;
 	}
 	return m;
 }
@@ -252,6 +242,7 @@ void metrics_stop(struct metrics_server *m)
 	if (!m)
 		return;
 	evhttp_free(m->http);
+	listeners_close(m->listeners);
 	free(m);
 }
 
