@@ -92,18 +92,11 @@ static void upstream_failed(struct session *s, const char *why)
 	session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE, msg, "upstream unreachable");
 }
 
-static enum tls_verify verify_mode(void)
-{
-	int mode = config_current()->server_tls;
-
-	return mode == SERVER_TLS_VERIFY_FULL ? TLS_VERIFY_FULL
-	     : mode == SERVER_TLS_VERIFY_CA ? TLS_VERIFY_CA : TLS_VERIFY_NONE;
-}
-
 static void start_server_tls(struct session *s)
 {
 	char err[320];
-	SSL *ssl = tls_client_ssl_new(s->w->tls_client, s->upstream_host, verify_mode(), err, sizeof(err));
+	SSL *ssl = tls_client_ssl_new(s->w->tls_client, s->upstream_host,
+				    tls_verify_of(config_current()->server_tls), err, sizeof(err));
 
 	if (!ssl) {
 		upstream_failed(s, err);

@@ -75,7 +75,7 @@ void tls_flush_filter(struct bufferevent *tls)
 	(void)evbuffer_write(out, bufferevent_getfd(under));
 }
 
-static enum tls_verify verify_of(int server_tls)
+enum tls_verify tls_verify_of(int server_tls)
 {
 	switch (server_tls) {
 	case SERVER_TLS_VERIFY_CA:
@@ -105,7 +105,7 @@ bool tls_contexts_build(const struct config *cfg, SSL_CTX **server, SSL_CTX **cl
 	    !(*server = tls_server_ctx_new(&sf, err, errlen)))
 		return false;
 	if (cfg->server_tls != SERVER_TLS_DISABLE &&
-	    !(*client = tls_client_ctx_new(&cf, verify_of(cfg->server_tls), err, errlen))) {
+	    !(*client = tls_client_ctx_new(&cf, tls_verify_of(cfg->server_tls), err, errlen))) {
 		SSL_CTX_free(*server);
 		*server = NULL;
 		return false;

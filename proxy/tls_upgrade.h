@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "tls_context.h"
+
 struct config;
 
 /*
@@ -33,6 +35,9 @@ struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl);
  * best effort, without blocking.
  */
 void tls_flush_filter(struct bufferevent *tls);
+
+/* What server_tls (enum server_tls_mode) asks of the upstream's certificate. */
+enum tls_verify tls_verify_of(int server_tls);
 
 /*
  * Build the contexts cfg asks for: *server when clients may use TLS, *client
