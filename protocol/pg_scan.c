@@ -9,6 +9,7 @@
  *   hdr_have < 5                  reading the header
  *   hdr_have == 5, !reported      reading the prefix
  *   hdr_have == 5, reported       skipping the rest of the payload
+ *                                 (or copying it, while a capture lasts)
  */
 #include "pg_scan.h"
 #include "pg_wire.h"
@@ -124,10 +125,37 @@ static size_t scan_prefix(struct pg_scanner *sc, const uint8_t *buf, size_t len,
 	return take;
 }
 
-static size_t scan_skip(struct pg_scanner *sc, size_t len)
+uint32_t pg_scan_capture(struct pg_scanner *sc, uint8_t *buf, uint32_t cap)
+{
+	uint32_t payload = sc->msg.length - 4;
+	uint32_t want = payload < cap ? payload : cap;
+	uint32_t have = sc->msg.prefix_len < want ? sc->msg.prefix_len : want;
+
+	memcpy(buf, sc->msg.prefix, have);
+	/* still in this message's payload, and the capture goes past the prefix */
+	if (sc->reported && want > have) {
+		sc->capture = buf;
+		sc->capture_want = want;
+		sc->capture_have = have;
+	}
+	return want;
+}
+
+/* Payload past the prefix: counted away, or copied while a capture lasts. */
+static size_t scan_skip(struct pg_scanner *sc, const uint8_t *buf, size_t len,
+			enum pg_scan_status *st)
 {
 	size_t take = min_size(sc->remaining, len);
 
+	if (sc->capture) {
+		take = min_size(take, sc->capture_want - sc->capture_have);
+		memcpy(sc->capture + sc->capture_have, buf, take);
+		sc->capture_have += (uint32_t)take;
+		if (sc->capture_have == sc->capture_want) {
+			sc->capture = NULL;
+			*st = PG_SCAN_CAPTURED;
+		}
+	}
 	sc->remaining -= (uint32_t)take;
 	if (sc->remaining == 0)
 		scan_next_message(sc);
@@ -151,7 +179,7 @@ size_t pg_scan_feed(struct pg_scanner *sc, const uint8_t *buf, size_t len,
 		else if (!sc->reported)
 			used += scan_prefix(sc, buf + used, len - used, &st);
 		else
-			used += scan_skip(sc, len - used);
+			used += scan_skip(sc, buf + used, len - used, &st);
 	}
 	*status = st;
 	return used;

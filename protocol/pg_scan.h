@@ -27,6 +27,7 @@
 enum pg_scan_status {
 	PG_SCAN_MORE = 0,	/* all given bytes consumed, no message completed its prefix */
 	PG_SCAN_MESSAGE,	/* sc->msg describes a message: handle it, then call again */
+	PG_SCAN_CAPTURED,	/* the capture asked for with pg_scan_capture() is complete */
 	PG_SCAN_ERROR,		/* sc->error says why; the stream cannot be framed any more */
 };
 
@@ -53,6 +54,9 @@ struct pg_scanner {
 	bool reported;			/* msg was reported, only payload left */
 	uint32_t remaining;		/* payload bytes of msg not yet consumed */
 	uint64_t messages;		/* messages reported so far */
+	uint8_t *capture;		/* pg_scan_capture(): where payload bytes go */
+	uint32_t capture_want;
+	uint32_t capture_have;
 };
 
 /* Start a scanner at a message boundary; max_length caps the length field. */
@@ -67,6 +71,17 @@ void pg_scan_init(struct pg_scanner *sc, uint32_t max_length);
  */
 size_t pg_scan_feed(struct pg_scanner *sc, const uint8_t *buf, size_t len,
 		    enum pg_scan_status *status);
+
+/*
+ * Right after PG_SCAN_MESSAGE, ask for more of this message than its
+ * prefix: the first min(payload, cap) payload bytes are copied to buf
+ * (the prefix included) as they are fed, and PG_SCAN_CAPTURED is reported
+ * once they are all there. Returns the number of bytes that capture will
+ * hold; when the prefix already held them, they are in buf on return and
+ * no PG_SCAN_CAPTURED follows. For the rare message a hook must read
+ * whole (a replication command): cap bounds what is ever copied.
+ */
+uint32_t pg_scan_capture(struct pg_scanner *sc, uint8_t *buf, uint32_t cap);
 
 /* True between messages: nothing of a partial message has been fed. */
 bool pg_scan_at_boundary(const struct pg_scanner *sc);

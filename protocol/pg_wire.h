@@ -43,6 +43,7 @@ enum {
 	PG_MSG_COPY_IN_RESPONSE = 'G',
 	PG_MSG_COPY_OUT_RESPONSE = 'H',
 	PG_MSG_COPY_BOTH_RESPONSE = 'W',
+	PG_MSG_COMMAND_COMPLETE = 'C',
 };
 
 static inline uint16_t pg_get_u16(const uint8_t *p)

@@ -78,6 +78,10 @@ static const struct config_key config_keys[] = {
 	{ "auth", "auth_file", KT_STRING, OFF(auth_file), NULL, 0, 0, true, NULL },
 	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
 	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
+	{ "metrics", "slot_expiry", KT_DURATION, OFF(slot_expiry_ms), "5min", 0, DAY_MS, true, NULL },
+	{ "monitor", "conninfo", KT_STRING, OFF(monitor_conninfo), NULL, 0, 0, true, NULL },
+	{ "monitor", "interval", KT_DURATION, OFF(monitor_interval_ms), "10s", 100, DAY_MS, true, NULL },
+	{ "monitor", "timeout", KT_DURATION, OFF(monitor_timeout_ms), "5s", 100, DAY_MS, true, NULL },
 	{ "access", "allow", KT_ALLOWLIST, OFF(allow), NULL, 0, 0, true, NULL },
 	{ "access", "proxy_protocol", KT_PROXY_MODE, OFF(proxy_protocol), "off", 0, 0, true, NULL },
 	{ "access", "proxy_protocol_trusted", KT_ALLOWLIST, OFF(proxy_protocol_trusted), NULL, 0, 0, true, NULL },
@@ -88,9 +92,6 @@ static const struct config_key config_keys[] = {
 };
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
-
-/* Sections whose settings later versions define; their keys are refused by name. */
-static const char *const future_sections[] = { "monitor" };
 
 static struct config *current_config;
 
@@ -109,14 +110,6 @@ static const struct config_key *find_key(const char *section, const char *name)
 		    !strcasecmp(config_keys[i].name, name))
 			return &config_keys[i];
 	return NULL;
-}
-
-static bool is_future_section(const char *section)
-{
-	for (size_t i = 0; i < sizeof(future_sections) / sizeof(future_sections[0]); i++)
-		if (!strcasecmp(future_sections[i], section))
-			return true;
-	return false;
 }
 
 static bool is_known_section(const char *section)
@@ -408,10 +401,7 @@ static int config_ini_line(void *user, const char *section, const char *name, co
 		return 0;
 	k = find_key(section, name);
 	if (!k) {
-		if (is_future_section(section))
-			snprintf(ctx->err, ctx->errlen, "key \"%s\" in section [%s] is not supported by this version of walgate",
-				 name, section);
-		else if (!is_known_section(section))
+		if (!is_known_section(section))
 			snprintf(ctx->err, ctx->errlen, "unknown section [%s] (key \"%s\")", section, name);
 		else
 			snprintf(ctx->err, ctx->errlen, "unknown key \"%s\" in section [%s]", name, section);

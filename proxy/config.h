@@ -90,6 +90,12 @@ struct config {
 	/* [metrics] */
 	struct config_addr_list metrics_listen;	/* may be empty: endpoint off */
 	struct allowlist *metrics_allow;
+	int64_t slot_expiry_ms;		/* a slot's stream series outlive its last session this long */
+
+	/* [monitor] */
+	char *monitor_conninfo;		/* libpq conninfo; NULL: no polling */
+	int64_t monitor_interval_ms;
+	int64_t monitor_timeout_ms;
 
 	/* [upstream] */
 	char *upstream_host;

@@ -17,6 +17,9 @@
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
+#include "monitor.h"
+#include "probe.h"
+#include "sdnotify.h"
 #include "authfile.h"
 #include "session.h"
 #include "tls_upgrade.h"
@@ -30,7 +33,9 @@ struct app {
 	struct worker worker;
 	struct listener_set *listeners;
 	struct metrics_server *metrics;
+	struct monitor *monitor;	/* the upstream's slots, polled with libpq */
 	const char *config_path;
+	const char *probe_path;		/* --probe: one GET to the metrics endpoint */
 	struct event *sig_term, *sig_int, *sig_hup;
 	struct event *deadline;		/* drain timeout, then the final flush */
 	int stopping;			/* 0 running, 1 draining, 2 closing everything */
@@ -39,13 +44,15 @@ struct app {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: walgate [--config FILE] [--check-config]\n"
+		"Usage: walgate [--config FILE] [--check-config | --probe PATH]\n"
 		"\n"
 		"A PostgreSQL wire-protocol proxy for logical replication clients.\n"
 		"\n"
 		"  -c, --config FILE   read the INI configuration FILE; every key can also be\n"
 		"                      set as WALGATE_<SECTION>_<KEY> in the environment\n"
 		"  -t, --check-config  validate the configuration, print the verdict, exit 0 or 1\n"
+		"  -p, --probe PATH    GET PATH (/healthz, /readyz) from the metrics endpoint of\n"
+		"                      the configuration; exit 0 on 200, else 1 (health checks)\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n");
 }
@@ -95,6 +102,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		return;
 	}
 	app->stopping = 1;
+	sdnotify_stopping();
 	listeners_close(app->listeners);
 	app->listeners = NULL;
 	metrics_set_accepting(app->metrics, false);
@@ -141,21 +149,34 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
 	char err[1024];
-	struct config *next = config_load(app->config_path, err, sizeof(err));
+	struct config *next;
 
+	sdnotify_reloading();
+	next = config_load(app->config_path, err, sizeof(err));
 	if (next)
 		config_keep_restart_only(next, config_current());
 	if (!next || !install_tls(&app->worker, next, err, sizeof(err))) {
 		app->worker.stats.config_reload_failures++;
 		log_error("reload failed, the running configuration stays in force: %s", err);
 		config_free(next);
+		sdnotify_reloaded(config_current()->generation, 0);
 		return;
 	}
 	config_set_current(next);
+	monitor_reconfigure(app->monitor, next);
+	sdnotify_reloaded(next->generation, 1);
 	log_info("configuration reloaded%s%s (rule set %u)", app->config_path ? " from " : "",
 		 app->config_path ? app->config_path : "", next->generation);
 	if (next->enforce_on_reload)
 		session_enforce_allowlist(&app->worker);
+}
+
+/* Readiness follows whichever spoke last: a client's connect or the poller. */
+static void on_monitor_result(void *arg, int up)
+{
+	struct worker *w = arg;
+
+	w->upstream_reachable = up;
 }
 
 static int parse_args(int argc, char **argv, struct app *app, int *check_only)
@@ -163,19 +184,23 @@ static int parse_args(int argc, char **argv, struct app *app, int *check_only)
 	static const struct option opts[] = {
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 't' },
+		{ "probe", required_argument, NULL, 'p' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:tVh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:tp:Vh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			app->config_path = optarg;
 			break;
 		case 't':
 			*check_only = 1;
+			break;
+		case 'p':
+			app->probe_path = optarg;
 			break;
 		case 'V':
 			printf("walgate %s\n", WALGATE_VERSION);
@@ -217,6 +242,7 @@ static void free_app(struct app *app)
 
 	listeners_close(app->listeners);
 	metrics_stop(app->metrics);
+	monitor_stop(app->monitor);
 	session_free_all(&app->worker);
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
@@ -238,6 +264,12 @@ int main(int argc, char **argv)
 	if (!cfg) {
 		fprintf(stderr, "walgate: %s\n", err);
 		return 1;
+	}
+	if (app.probe_path) {
+		int rc = probe_run(cfg, app.probe_path);
+
+		config_free(cfg);
+		return rc;
 	}
 	if (check_only) {
 		SSL_CTX *server, *client;
@@ -273,13 +305,15 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (add_signals(&app) < 0 || !(app.listeners = listeners_open(&app.worker, cfg)) ||
-	    (!(app.metrics = metrics_start(&app.worker, cfg, &metrics_off)) && !metrics_off)) {
+	    !(app.monitor = monitor_start(app.worker.base, cfg, on_monitor_result, &app.worker)) ||
+	    (!(app.metrics = metrics_start(&app.worker, app.monitor, cfg, &metrics_off)) && !metrics_off)) {
 		free_app(&app);
 		config_set_current(NULL);
 		return 1;
 	}
 	log_info("walgate %s started; upstream %s:%d", WALGATE_VERSION, cfg->upstream_host,
 		 cfg->upstream_port);
+	sdnotify_ready();
 	event_base_dispatch(app.worker.base);
 	log_info("walgate stopped");
 	free_app(&app);

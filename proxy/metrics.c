@@ -19,6 +19,8 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_slots.h"
+#include "monitor.h"
 #include "session.h"
 #include "tls_context.h"
 #include "walgate_version.h"
@@ -26,6 +28,7 @@
 
 struct metrics_server {
 	struct worker *w;
+	struct monitor *mon;
 	struct evhttp *http;
 	struct listener_set *listeners;
 	bool accepting;
@@ -107,7 +110,7 @@ static void render_tls(struct evbuffer *b, const struct worker *w)
 	}
 }
 
-static void render(struct evbuffer *b, const struct worker *w)
+static void render(struct evbuffer *b, const struct worker *w, const struct monitor *mon)
 {
 	const struct config *cfg = config_current();
 
@@ -117,9 +120,15 @@ static void render(struct evbuffer *b, const struct worker *w)
 	sample(b, "walgate_start_time_seconds", NULL, (double)w->started_at);
 	render_connections(b, w);
 	render_tls(b, w);
-	counter(b, "walgate_protocol_errors_total",
-		"Messages that broke the protocol (framing, startup packet, PROXY header).",
-		w->stats.protocol_errors);
+	family(b, "walgate_protocol_errors_total", "counter",
+	       "Messages that broke the protocol, by kind (client, upstream, replication_command, "
+	       "replication_stream, pgoutput).");
+	for (int k = 0; k < PROTO_ERR_KINDS; k++) {
+		char labels[48];
+
+		snprintf(labels, sizeof(labels), "kind=\"%s\"", protocol_error_kind_name((enum protocol_error_kind)k));
+		sample(b, "walgate_protocol_errors_total", labels, (double)w->stats.protocol_errors[k]);
+	}
 	counter(b, "walgate_upstream_connect_failures_total",
 		"Connections to the upstream that could not be opened.", w->stats.upstream_connect_failures);
 	counter(b, "walgate_cancel_requests_total", "Cancel requests forwarded to the upstream.",
@@ -133,6 +142,7 @@ static void render(struct evbuffer *b, const struct worker *w)
 	family(b, "walgate_config_generation", "gauge",
 	       "Generation of the configuration in force (the rule set version in logs).");
 	sample(b, "walgate_config_generation", NULL, cfg->generation);
+	metrics_slots_render(b, &w->slots, mon);
 }
 
 static bool peer_allowed(struct evhttp_request *req)
@@ -162,6 +172,32 @@ static bool is_ready(const struct metrics_server *m)
 	return m->accepting && m->w->upstream_reachable != 0;
 }
 
+static void reply_body(struct evhttp_request *req, struct evbuffer *b, const char *type)
+{
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type", type);
+	evhttp_send_reply(req, 200, "OK", b);
+}
+
+static void serve_document(struct metrics_server *m, struct evhttp_request *req, bool json)
+{
+	struct evbuffer *b = evbuffer_new();
+
+	if (!b) {
+		evhttp_send_error(req, 500, NULL);
+		return;
+	}
+	/* streams that ended longer than slot_expiry ago go now, before anyone sees them */
+	slots_expire(&m->w->slots, slots_now_us(), config_current()->slot_expiry_ms * 1000);
+	if (json) {
+		metrics_slots_json(b, &m->w->slots, m->mon);
+		reply_body(req, b, "application/json");
+	} else {
+		render(b, m->w, m->mon);
+		reply_body(req, b, "text/plain; version=0.0.4; charset=utf-8");
+	}
+	evbuffer_free(b);
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
 	struct metrics_server *m = arg;
@@ -174,8 +210,9 @@ static void handle(struct evhttp_request *req, void *arg)
 	}
 	if (!path)
 		path = "/";
-	if (strcmp(path, "/metrics") && strcmp(path, "/healthz") && strcmp(path, "/readyz")) {
-		reply_text(req, 404, "Not Found", "not found: try /metrics, /healthz or /readyz\n");
+	if (strcmp(path, "/metrics") && strcmp(path, "/healthz") && strcmp(path, "/readyz") &&
+	    strcmp(path, "/slots")) {
+		reply_text(req, 404, "Not Found", "not found: try /metrics, /slots, /healthz or /readyz\n");
 		return;
 	}
 	if (cmd != EVHTTP_REQ_GET && cmd != EVHTTP_REQ_HEAD) {
@@ -193,21 +230,12 @@ static void handle(struct evhttp_request *req, void *arg)
 				   m->accepting ? "not ready: the upstream was unreachable at the last connect\n"
 						: "not ready: not accepting connections\n");
 	} else {
-		struct evbuffer *b = evbuffer_new();
-
-		if (!b) {
-			evhttp_send_error(req, 500, NULL);
-			return;
-		}
-		render(b, m->w);
-		evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-				  "text/plain; version=0.0.4; charset=utf-8");
-		evhttp_send_reply(req, 200, "OK", b);
-		evbuffer_free(b);
+		serve_document(m, req, !strcmp(path, "/slots"));
 	}
 }
 
-struct metrics_server *metrics_start(struct worker *w, const struct config *cfg, bool *disabled)
+struct metrics_server *metrics_start(struct worker *w, struct monitor *mon, const struct config *cfg,
+				     bool *disabled)
 {
 	struct metrics_server *m;
 
@@ -221,6 +249,7 @@ struct metrics_server *metrics_start(struct worker *w, const struct config *cfg,
 		return NULL;
 	}
 	m->w = w;
+	m->mon = mon;
 	m->accepting = true;
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
 				   EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE | EVHTTP_REQ_OPTIONS | EVHTTP_REQ_PATCH);

@@ -1,6 +1,7 @@
 /*
  * metrics.h - the HTTP endpoint that Prometheus and orchestrators use:
- * /metrics (text exposition format 0.0.4), /healthz and /readyz.
+ * /metrics (text exposition format 0.0.4), /slots (JSON), /healthz and
+ * /readyz. mon (may be NULL) is the upstream poller whose view is shown.
  */
 #ifndef WALGATE_METRICS_H
 #define WALGATE_METRICS_H
@@ -10,13 +11,15 @@
 struct worker;
 struct config;
 struct metrics_server;
+struct monitor;
 
 /*
  * Serve on cfg's [metrics] listen addresses; returns NULL (logged) when one
  * cannot be bound. With no address configured, returns NULL and sets
  * *disabled.
  */
-struct metrics_server *metrics_start(struct worker *w, const struct config *cfg, bool *disabled);
+struct metrics_server *metrics_start(struct worker *w, struct monitor *mon, const struct config *cfg,
+				     bool *disabled);
 void metrics_stop(struct metrics_server *m);
 
 /* Readiness also needs walgate to be accepting clients (not draining). */

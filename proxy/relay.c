@@ -34,7 +34,9 @@ static int scan_chunk(struct relay_dir *d, const uint8_t *p, size_t len)
 		if (st == PG_SCAN_MESSAGE) {
 			d->last_type = d->scan.msg.type;
 			if (d->on_message)
-				d->on_message(d->arg, &d->scan.msg);
+				d->on_message(d->arg, &d->scan, false);
+		} else if (st == PG_SCAN_CAPTURED && d->on_message) {
+			d->on_message(d->arg, &d->scan, true);
 		}
 	}
 	return 0;

@@ -18,7 +18,12 @@
 
 struct bufferevent;
 
-typedef void (*relay_message_fn)(void *arg, const struct pg_msg *msg);
+/*
+ * Called for every message once its prefix is known (sc->msg), with
+ * captured false; a hook that needs more of it calls pg_scan_capture(sc,
+ * ...) then, and is called again with captured true when that is in.
+ */
+typedef void (*relay_message_fn)(void *arg, struct pg_scanner *sc, bool captured);
 
 struct relay_dir {
 	struct pg_scanner scan;

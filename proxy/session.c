@@ -8,6 +8,7 @@
  */
 #include "session.h"
 #include "session_int.h"
+#include "repl_track.h"
 #include "session_auth.h"
 
 #include <event2/buffer.h>
@@ -91,6 +92,7 @@ static void session_free(struct session *s)
 	event_free(s->timer);
 	free(s->startup_pkt);
 	session_auth_free(s->auth);
+	repl_track_free(s->repl);
 	TAILQ_REMOVE(&w->sessions, s, link);
 	w->nsessions--;
 	free(s);
@@ -180,7 +182,7 @@ void session_reject(struct session *s, enum reject_reason reason, const char *wh
 
 void session_protocol_violation(struct session *s, const char *sqlstate, const char *message)
 {
-	s->w->stats.protocol_errors++;
+	s->w->stats.protocol_errors[PROTO_ERR_CLIENT]++;
 	if (s->state == SESSION_STARTUP)
 		s->w->stats.rejected[REJECT_PROTOCOL]++;
 	slog_warning(s, "protocol violation: %s", message);

@@ -36,6 +36,7 @@ struct bufferevent;
 struct event;
 struct upstream_connect;
 struct session_auth;
+struct repl_track;
 
 enum session_state {
 	SESSION_PROXY_HEADER,
@@ -71,9 +72,9 @@ struct session {
 	bool client_tls;		/* the client leg is (becoming) TLS */
 	bool direct_tls;		/* ... opened with a ClientHello, no SSLRequest */
 	bool server_tls;		/* the upstream leg is (becoming) TLS */
-	bool tls_handshaking;
-	bool login_done;
-	bool client_held;		/* auth = scram: client not read until AuthenticationOk */		/* AuthenticationOk relayed: the upstream side streams */		/* a handshake on either leg is under way */
+	bool tls_handshaking;		/* a handshake on either leg is under way */
+	bool login_done;		/* AuthenticationOk relayed: the upstream side streams */
+	bool client_held;		/* auth = scram: client not read until AuthenticationOk */
 	char upstream_label[280];	/* "host:port" as configured, for messages */
 	char upstream_host[256];	/* the name verify-full checks */
 	/*
@@ -91,6 +92,8 @@ struct session {
 	uint32_t backend_key;
 
 	struct session_auth *auth;	/* auth = scram, from the StartupMessage to AuthenticationOk */
+
+	struct repl_track *repl;	/* replication connections, from the relay on */
 
 	struct relay_dir to_server;
 	struct relay_dir to_client;

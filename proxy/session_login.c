@@ -333,7 +333,7 @@ enum login_step session_login_feed(struct session *s)
 		evbuffer_copyout(in, hdr, sizeof(hdr));
 		len = pg_get_u32(hdr + 1);
 		if (len < 4 || len >= LOGIN_MSG_MAX) {
-			s->w->stats.protocol_errors++;
+			s->w->stats.protocol_errors[PROTO_ERR_UPSTREAM]++;
 			session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE,
 				     "walgate: invalid message from the upstream during login",
 				     "upstream protocol violation");

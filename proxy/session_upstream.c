@@ -15,6 +15,7 @@
 #include "config.h"
 #include "pg_message.h"
 #include "pg_wire.h"
+#include "repl_track.h"
 #include "upstream.h"
 #include "tls_context.h"
 #include "tls_upgrade.h"
@@ -22,10 +23,13 @@
 
 /* ---- upstream side ---------------------------------------------------- */
 
-static void server_message(void *arg, const struct pg_msg *m)
+static void server_message(void *arg, struct pg_scanner *sc, bool captured)
 {
 	struct session *s = arg;
+	const struct pg_msg *m = &sc->msg;
 
+	if (s->repl)
+		repl_track_from_server(s->repl, m);
 	if (m->type == PG_MSG_BACKEND_KEY_DATA && m->prefix_len >= 8) {
 		s->have_key = true;
 		s->backend_pid = pg_get_u32(m->prefix);
@@ -33,10 +37,15 @@ static void server_message(void *arg, const struct pg_msg *m)
 	}
 }
 
-static void client_message(void *arg, const struct pg_msg *m)
+static void client_message(void *arg, struct pg_scanner *sc, bool captured)
 {
 	struct session *s = arg;
+	const struct pg_msg *m = &sc->msg;
 
+	if (s->repl)
+		repl_track_from_client(s->repl, sc, captured);
+	if (captured)
+		return;
 	if (m->type == PG_MSG_TERMINATE)
 		snprintf(s->close_reason, sizeof(s->close_reason), "client terminated");
 }
@@ -59,7 +68,7 @@ static void forward_to_client(struct session *s)
 		}
 	}
 	if (relay_forward(&s->to_client, s->server, s->client) < 0) {
-		s->w->stats.protocol_errors++;
+		s->w->stats.protocol_errors[PROTO_ERR_UPSTREAM]++;
 		slog_error(s, "upstream protocol violation: %s", pg_scan_error_str(s->to_client.scan.error));
 		session_close(s, "upstream protocol violation");
 	}
@@ -229,6 +238,10 @@ static void start_relay(struct session *s)
 
 	session_set_state(s, SESSION_RELAY);
 	event_del(s->timer);	/* no idle timeout: replication connections idle for long */
+	if (st->replication_mode != PG_REPLICATION_NONE)
+		s->repl = repl_track_new(&s->w->slots, s->w->stats.protocol_errors, s->prefix,
+					 st->replication_mode == PG_REPLICATION_LOGICAL ?
+					 (st->database ? st->database : st->user) : NULL);
 	relay_dir_init(&s->to_server, (uint32_t)cfg->max_message_size,
 		       (size_t)cfg->relay_buffer_size, client_message, s);
 	/* The upstream is trusted to frame its own messages; any length up to the protocol's. */

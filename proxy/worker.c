@@ -28,6 +28,19 @@ const char *reject_reason_name(enum reject_reason r)
 	return r < REJECT_REASONS ? reject_names[r] : "unknown";
 }
 
+static const char *const protocol_error_names[PROTO_ERR_KINDS] = {
+	[PROTO_ERR_CLIENT] = "client",
+	[PROTO_ERR_UPSTREAM] = "upstream",
+	[PROTO_ERR_REPL_COMMAND] = "replication_command",
+	[PROTO_ERR_REPL_STREAM] = "replication_stream",
+	[PROTO_ERR_PGOUTPUT] = "pgoutput",
+};
+
+const char *protocol_error_kind_name(enum protocol_error_kind k)
+{
+	return k < PROTO_ERR_KINDS ? protocol_error_names[k] : "unknown";
+}
+
 bool ratelimit_pass(struct ratelimit *rl, int64_t now, unsigned long *suppressed)
 {
 	if (now - rl->window_start >= rl->period) {
@@ -48,6 +61,7 @@ int worker_init(struct worker *w)
 {
 	memset(w, 0, sizeof(*w));
 	TAILQ_INIT(&w->sessions);
+	slots_init(&w->slots);
 	w->upstream_reachable = -1;
 	w->started_at = time(NULL);
 	w->deny_log.period = 10;
@@ -80,6 +94,7 @@ int worker_init(struct worker *w)
 
 void worker_free(struct worker *w)
 {
+	slots_free(&w->slots);
 	SSL_CTX_free(w->tls_server);
 	SSL_CTX_free(w->tls_client);
 	auth_users_free(w->auth_users);

@@ -10,6 +10,8 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "slots.h"
+
 struct event_base;
 struct ssl_ctx_st;
 struct evdns_base;
@@ -32,6 +34,18 @@ enum reject_reason {
 
 const char *reject_reason_name(enum reject_reason r);
 
+/* Who broke the protocol, for walgate_protocol_errors_total{kind}. */
+enum protocol_error_kind {
+	PROTO_ERR_CLIENT,		/* startup packet or message framing from the client */
+	PROTO_ERR_UPSTREAM,		/* message framing from the upstream */
+	PROTO_ERR_REPL_COMMAND,		/* a replication command the server will refuse */
+	PROTO_ERR_REPL_STREAM,		/* XLogData, keepalive, status update, feedback */
+	PROTO_ERR_PGOUTPUT,		/* a pgoutput message inside XLogData */
+	PROTO_ERR_KINDS
+};
+
+const char *protocol_error_kind_name(enum protocol_error_kind k);
+
 /* At most `burst` events per `period` seconds pass; the rest are counted. */
 struct ratelimit {
 	int period;
@@ -53,7 +67,7 @@ struct worker_stats {
 	uint64_t closed;
 	uint64_t bytes_client_to_server;
 	uint64_t bytes_server_to_client;
-	uint64_t protocol_errors;
+	uint64_t protocol_errors[PROTO_ERR_KINDS];
 	uint64_t upstream_connect_failures;
 	uint64_t cancels_forwarded;
 	uint64_t sessions_closed_by_reload;
@@ -70,6 +84,7 @@ struct worker {
 	bool draining;			/* stopped accepting; exit when the last session ends */
 	void (*on_idle)(struct worker *w);	/* called when draining and nsessions drops to 0 */
 	struct worker_stats stats;
+	struct slot_registry slots;	/* replication slots streamed through this worker */
 	struct ssl_ctx_st *tls_server;		/* client leg, NULL when clients cannot use TLS */
 	struct ssl_ctx_st *tls_client;		/* upstream leg, NULL when server_tls = disable */
 	struct auth_users *auth_users;		/* auth = scram: who may log in, NULL otherwise */

@@ -16,12 +16,24 @@ struct outcome {
 	uint8_t last_type;
 	enum pg_scan_error error;
 	bool boundary;
+	uint64_t captured;		/* checksum of every completed capture */
 };
+
+static uint64_t capture_sum(const uint8_t *p, uint32_t n)
+{
+	uint64_t h = 1469598103934665603ull;
+
+	for (uint32_t i = 0; i < n; i++)
+		h = (h ^ p[i]) * 1099511628211ull;
+	return h;
+}
 
 static struct outcome run(const uint8_t *data, size_t size, size_t chunk_seed)
 {
 	struct pg_scanner sc;
 	struct outcome o = { 0 };
+	static uint8_t capture[1024];
+	uint32_t want = 0;
 	size_t off = 0;
 
 	pg_scan_init(&sc, 1u << 20);
@@ -48,7 +60,12 @@ static struct outcome run(const uint8_t *data, size_t size, size_t chunk_seed)
 					abort();
 				o.last_type = sc.msg.type;
 				o.last_length = sc.msg.length;
+				/* replication commands are captured whole, up to a bound */
+				if (sc.msg.type == 'Q')
+					want = pg_scan_capture(&sc, capture, sizeof(capture));
 			}
+			if (st == PG_SCAN_CAPTURED)
+				o.captured += capture_sum(capture, want);
 		}
 	}
 out:
@@ -67,7 +84,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
 	if (whole.messages != split.messages || whole.error != split.error ||
 	    whole.last_type != split.last_type || whole.last_length != split.last_length ||
-	    whole.boundary != split.boundary)
+	    whole.boundary != split.boundary || whole.captured != split.captured)
 		abort();
 	return 0;
 }

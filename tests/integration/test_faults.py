@@ -28,7 +28,7 @@ pytestmark = pytest.mark.walgate_only
 
 ACTIVE_REGULAR = 'walgate_connections_active{kind="regular"}'
 ACTIVE_REPLICATION = 'walgate_connections_active{kind="replication"}'
-PROTOCOL_ERRORS = "walgate_protocol_errors_total"
+PROTOCOL_ERRORS = 'walgate_protocol_errors_total{kind="client"}'
 STARTUP_PARAMS = {"user": TEST_USER, "database": TEST_DB}
 
 

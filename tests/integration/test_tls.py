@@ -44,7 +44,7 @@ WALGATE_SAN = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"]
 TLS_REQUIRED = 'walgate_connections_rejected_total{reason="tls_required"}'
 TLS_HANDSHAKE = 'walgate_connections_rejected_total{reason="tls_handshake"}'
 PROTOCOL_VIOLATION = 'walgate_connections_rejected_total{reason="protocol_violation"}'
-PROTOCOL_ERRORS = "walgate_protocol_errors_total"
+PROTOCOL_ERRORS = 'walgate_protocol_errors_total{kind="client"}'
 UPSTREAM_FAILURES = "walgate_upstream_connect_failures_total"
 RELOAD_FAILURES = "walgate_config_reload_failures_total"
 GENERATION = "walgate_config_generation"

@@ -411,6 +411,86 @@ static void test_error_after_message(void **state)
 	assert_int_equal(sc.messages, 1);
 }
 
+
+/*
+ * pg_scan_capture(): a hook asks for more than the prefix and gets exactly
+ * the first min(payload, cap) bytes, however the stream is cut.
+ */
+#define CAPTURE_CAP 1024u
+
+struct capture_run {
+	uint8_t buf[CAPTURE_CAP];
+	uint32_t want;
+	unsigned done;			/* captures completed (or whole at once) */
+	uint8_t got[4][CAPTURE_CAP];
+	uint32_t got_len[4];
+};
+
+static void capture_feed(struct pg_scanner *sc, struct capture_run *r, const uint8_t *p, size_t n)
+{
+	enum pg_scan_status st;
+
+	while (n > 0) {
+		size_t used = pg_scan_feed(sc, p, n, &st);
+
+		assert_int_not_equal(st, PG_SCAN_ERROR);
+		p += used;
+		n -= used;
+		if (st == PG_SCAN_MESSAGE) {
+			uint32_t want = pg_scan_capture(sc, r->buf, CAPTURE_CAP);
+			bool pending = want > sc->msg.prefix_len;
+
+			r->want = want;
+			if (!pending) {
+				memcpy(r->got[r->done], r->buf, want);
+				r->got_len[r->done++] = want;
+			}
+		} else if (st == PG_SCAN_CAPTURED) {
+			memcpy(r->got[r->done], r->buf, r->want);
+			r->got_len[r->done++] = r->want;
+		}
+	}
+}
+
+static void test_capture_every_split(void **state)
+{
+	static uint8_t s[4096];
+	static uint8_t q[500], d[2000];
+	static struct capture_run r;
+	size_t len = 0;
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(q); i++)
+		q[i] = (uint8_t)(i * 3 + 1);
+	for (size_t i = 0; i < sizeof(d); i++)
+		d[i] = (uint8_t)(i * 5 + 2);
+#define PUT(t, buf, n) do { s[len] = (t); pg_put_u32(s + len + 1, (uint32_t)(n) + 4); \
+	memcpy(s + len + 5, (buf), (n)); len += 5 + (n); } while (0)
+	PUT('Q', q, sizeof(q));
+	PUT('Q', q, 30u);
+	PUT('d', d, sizeof(d));
+	PUT('Z', "I", 1u);
+#undef PUT
+	for (size_t cut = 0; cut <= len; cut++) {
+		struct pg_scanner sc;
+
+		memset(&r, 0, sizeof(r));
+		pg_scan_init(&sc, 1u << 20);
+		capture_feed(&sc, &r, s, cut);
+		capture_feed(&sc, &r, s + cut, len - cut);
+		assert_int_equal(r.done, 4);
+		assert_int_equal(r.got_len[0], sizeof(q));
+		assert_memory_equal(r.got[0], q, sizeof(q));
+		assert_int_equal(r.got_len[1], 30);
+		assert_memory_equal(r.got[1], q, 30);
+		assert_int_equal(r.got_len[2], CAPTURE_CAP);
+		assert_memory_equal(r.got[2], d, CAPTURE_CAP);
+		assert_int_equal(r.got_len[3], 1);
+		assert_true(pg_scan_at_boundary(&sc));
+		assert_int_equal(sc.messages, 4);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -424,6 +504,7 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_max_length_edge),
 		cmocka_unit_test(test_error_after_message),
+		cmocka_unit_test(test_capture_every_split),
 	};
 
 	return cmocka_run_group_tests(tests, setup, NULL);

@@ -1,0 +1,379 @@
+/*
+ * monitor.c - poll pg_replication_slots on the upstream with libpq's
+ * asynchronous API, driven by the event loop.
+ *
+ * One state machine, changed only by monitor_set_state():
+ *
+ *   IDLE --timer--> CONNECTING --PQconnectPoll OK--> QUERYING --result--> IDLE
+ *                        |                              |
+ *                        +------- failure, timeout -----+--> IDLE (connection closed)
+ *
+ * In IDLE the timer counts down to the next poll; otherwise it is the
+ * deadline of the poll under way.
+ */
+#include "monitor.h"
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include "config.h"
+#include "log.h"
+
+/* Every slot, with positions relative to the server's current WAL position. */
+static const char slots_query[] =
+	"SELECT s.slot_name, coalesce(s.database, ''), s.slot_type, coalesce(s.plugin, ''), "
+	"s.active, coalesce(s.wal_status, ''), "
+	"pg_wal_lsn_diff(w.lsn, coalesce(s.confirmed_flush_lsn, s.restart_lsn)), "
+	"pg_wal_lsn_diff(w.lsn, s.restart_lsn), s.safe_wal_size "
+	"FROM pg_replication_slots s, (SELECT CASE WHEN pg_is_in_recovery() "
+	"THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END AS lsn) w "
+	"ORDER BY s.slot_name";
+
+enum monitor_state {
+	MON_IDLE,
+	MON_CONNECTING,
+	MON_QUERYING,
+};
+
+struct monitor {
+	struct event_base *base;
+	enum monitor_state state;
+	char *conninfo;
+	int64_t interval_ms;
+	int64_t timeout_ms;
+	PGconn *conn;
+	struct event *sock_ev;		/* waiting on the connection's socket */
+	struct event *timer;
+	struct timeval poll_started;
+	bool reused;			/* this poll went out on the kept connection */
+	struct upstream_slot *pending;	/* rows of the query under way */
+	size_t npending;
+	char failure[256];		/* its error, if it failed */
+	void (*on_result)(void *arg, int up);
+	void *arg;
+	struct monitor_view view;
+};
+
+static void monitor_poll(struct monitor *m);
+static void on_socket(evutil_socket_t fd, short what, void *arg);
+
+static double tv_seconds(const struct timeval *tv)
+{
+	return (double)tv->tv_sec + (double)tv->tv_usec / 1e6;
+}
+
+static void arm_timer(struct monitor *m, int64_t ms)
+{
+	struct timeval tv = { .tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000 };
+
+	evtimer_add(m->timer, &tv);
+}
+
+static void monitor_set_state(struct monitor *m, enum monitor_state next)
+{
+	m->state = next;
+	if (next == MON_IDLE) {
+		if (m->sock_ev)
+			event_free(m->sock_ev);
+		m->sock_ev = NULL;
+		if (m->view.enabled)
+			arm_timer(m, m->interval_ms);
+		else
+			evtimer_del(m->timer);
+	}
+}
+
+static void close_conn(struct monitor *m)
+{
+	if (m->sock_ev)
+		event_free(m->sock_ev);
+	m->sock_ev = NULL;
+	PQfinish(m->conn);
+	m->conn = NULL;
+}
+
+static void poll_ended(struct monitor *m, int up)
+{
+	struct timeval now;
+
+	gettimeofday(&now, NULL);
+	m->view.up = up;
+	m->view.last_poll_unix = tv_seconds(&now);
+	m->view.poll_duration = tv_seconds(&now) - tv_seconds(&m->poll_started);
+	if (m->on_result)
+		m->on_result(m->arg, up);
+	monitor_set_state(m, MON_IDLE);
+}
+
+static void poll_failed(struct monitor *m, const char *why)
+{
+	char msg[sizeof(m->view.error)];
+	size_t n;
+
+	snprintf(msg, sizeof(msg), "%s", why && *why ? why : "unknown error");
+	close_conn(m);
+	if (m->reused) {
+		/* the kept connection may just have gone stale (a server restart): once more, anew */
+		m->reused = false;
+		monitor_poll(m);
+		return;
+	}
+	n = strlen(msg);
+	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
+		msg[--n] = '\0';
+	/* one line per change of state or of reason, not one per interval */
+	if (m->view.up != 0 || strcmp(msg, m->view.error))
+		log_warning("monitor: polling the upstream failed: %s", msg);
+	memcpy(m->view.error, msg, sizeof(msg));
+	poll_ended(m, 0);
+}
+
+/* Wait for the socket as libpq asks; it may change while libpq tries addresses. */
+static void wait_socket(struct monitor *m, short what)
+{
+	int fd = PQsocket(m->conn);
+
+	if (m->sock_ev)
+		event_free(m->sock_ev);
+	m->sock_ev = fd < 0 ? NULL : event_new(m->base, fd, what, on_socket, m);
+	if (!m->sock_ev || event_add(m->sock_ev, NULL) < 0)
+		poll_failed(m, fd < 0 ? "no socket" : "out of memory");
+}
+
+static void copy_field(char *dst, size_t len, const PGresult *r, int row, int col)
+{
+	snprintf(dst, len, "%s", PQgetvalue(r, row, col));
+}
+
+static bool number_field(double *out, const PGresult *r, int row, int col)
+{
+	if (PQgetisnull(r, row, col))
+		return false;
+	*out = strtod(PQgetvalue(r, row, col), NULL);
+	return true;
+}
+
+/* Rows of the result, kept until the query is complete. */
+static void take_result(struct monitor *m, const PGresult *r)
+{
+	int n = PQntuples(r);
+	struct upstream_slot *v;
+
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 9) {
+		if (!m->failure[0])
+			snprintf(m->failure, sizeof(m->failure), "%s",
+				 *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : "unexpected result");
+		return;
+	}
+	v = n > 0 ? calloc((size_t)n, sizeof(*v)) : NULL;
+	if (n > 0 && !v) {
+		snprintf(m->failure, sizeof(m->failure), "out of memory");
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		copy_field(v[i].name, sizeof(v[i].name), r, i, 0);
+		copy_field(v[i].database, sizeof(v[i].database), r, i, 1);
+		copy_field(v[i].type, sizeof(v[i].type), r, i, 2);
+		copy_field(v[i].plugin, sizeof(v[i].plugin), r, i, 3);
+		v[i].active = !strcmp(PQgetvalue(r, i, 4), "t");
+		copy_field(v[i].wal_status, sizeof(v[i].wal_status), r, i, 5);
+		v[i].has_lag = number_field(&v[i].lag_bytes, r, i, 6);
+		v[i].has_retained = number_field(&v[i].retained_bytes, r, i, 7);
+		v[i].has_safe_wal = number_field(&v[i].safe_wal_size_bytes, r, i, 8);
+	}
+	free(m->pending);
+	m->pending = v;
+	m->npending = (size_t)n;
+}
+
+/* The query is complete (PQgetResult said so): publish what it found. */
+static void query_done(struct monitor *m)
+{
+	if (m->failure[0]) {
+		poll_failed(m, m->failure);
+		return;
+	}
+	free(m->view.slots);
+	m->view.slots = m->pending;
+	m->view.nslots = m->npending;
+	m->pending = NULL;
+	if (m->view.up != 1)
+		log_info("monitor: the upstream answers; %zu replication slot%s", m->view.nslots,
+			 m->view.nslots == 1 ? "" : "s");
+	m->view.error[0] = '\0';
+	poll_ended(m, 1);
+}
+
+static void read_result(struct monitor *m)
+{
+	if (!PQconsumeInput(m->conn)) {
+		poll_failed(m, PQerrorMessage(m->conn));
+		return;
+	}
+	/* PQgetResult blocks while libpq is busy: ask it only when it is not */
+	while (!PQisBusy(m->conn)) {
+		PGresult *r = PQgetResult(m->conn);
+
+		if (!r) {
+			query_done(m);
+			return;
+		}
+		take_result(m, r);
+		PQclear(r);
+	}
+	wait_socket(m, EV_READ);
+}
+
+static void send_query(struct monitor *m)
+{
+	int flushed;
+
+	if (m->state != MON_QUERYING) {
+		monitor_set_state(m, MON_QUERYING);
+		m->failure[0] = '\0';
+		free(m->pending);
+		m->pending = NULL;
+		m->npending = 0;
+		if (!PQsendQuery(m->conn, slots_query)) {
+			poll_failed(m, PQerrorMessage(m->conn));
+			return;
+		}
+	}
+	flushed = PQflush(m->conn);
+	if (flushed < 0)
+		poll_failed(m, PQerrorMessage(m->conn));
+	else
+		wait_socket(m, flushed ? EV_WRITE | EV_READ : EV_READ);
+}
+
+static void connect_step(struct monitor *m)
+{
+	switch (PQconnectPoll(m->conn)) {
+	case PGRES_POLLING_OK:
+		PQsetnonblocking(m->conn, 1);
+		send_query(m);
+		break;
+	case PGRES_POLLING_READING:
+		wait_socket(m, EV_READ);
+		break;
+	case PGRES_POLLING_WRITING:
+		wait_socket(m, EV_WRITE);
+		break;
+	default:
+		poll_failed(m, PQerrorMessage(m->conn));
+		break;
+	}
+}
+
+static void on_socket(evutil_socket_t fd, short what, void *arg)
+{
+	struct monitor *m = arg;
+
+	if (m->state == MON_CONNECTING)
+		connect_step(m);
+	else if (m->state == MON_QUERYING && (what & EV_WRITE) && PQflush(m->conn) == 1)
+		wait_socket(m, EV_WRITE | EV_READ);
+	else if (m->state == MON_QUERYING)
+		read_result(m);
+}
+
+static void monitor_poll(struct monitor *m)
+{
+	/* connection options of conninfo win over these defaults */
+	const char *keys[] = { "application_name", "dbname", NULL };
+	const char *values[] = { "walgate-monitor", m->conninfo, NULL };
+
+	arm_timer(m, m->timeout_ms);
+	m->reused = m->conn && PQstatus(m->conn) == CONNECTION_OK;
+	if (m->reused) {
+		send_query(m);
+		return;
+	}
+	close_conn(m);
+	monitor_set_state(m, MON_CONNECTING);
+	m->conn = PQconnectStartParams(keys, values, 1);
+	if (!m->conn || PQstatus(m->conn) == CONNECTION_BAD) {
+		poll_failed(m, m->conn ? PQerrorMessage(m->conn) : "out of memory");
+		return;
+	}
+	wait_socket(m, EV_WRITE);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+	struct monitor *m = arg;
+
+	if (m->state == MON_IDLE) {
+		gettimeofday(&m->poll_started, NULL);
+		monitor_poll(m);
+	}
+	else
+		poll_failed(m, "timed out");
+}
+
+void monitor_reconfigure(struct monitor *m, const struct config *cfg)
+{
+	const char *ci = cfg->monitor_conninfo && *cfg->monitor_conninfo ? cfg->monitor_conninfo : NULL;
+	bool changed = (ci == NULL) != (m->conninfo == NULL) || (ci && strcmp(ci, m->conninfo));
+
+	m->interval_ms = cfg->monitor_interval_ms;
+	m->timeout_ms = cfg->monitor_timeout_ms;
+	if (!changed)
+		return;
+	free(m->conninfo);
+	m->conninfo = ci ? strdup(ci) : NULL;
+	close_conn(m);
+	m->view.enabled = m->conninfo != NULL;
+	m->view.up = -1;
+	m->view.error[0] = '\0';
+	free(m->view.slots);
+	m->view.slots = NULL;
+	m->view.nslots = 0;
+	if (m->view.enabled)
+		log_info("monitor: polling the upstream's replication slots every %lld ms",
+			 (long long)m->interval_ms);
+	monitor_set_state(m, MON_IDLE);
+	if (m->view.enabled)
+		arm_timer(m, 0);	/* first poll at once */
+}
+
+struct monitor *monitor_start(struct event_base *base, const struct config *cfg,
+			      void (*on_result)(void *arg, int up), void *arg)
+{
+	struct monitor *m = calloc(1, sizeof(*m));
+
+	if (!m)
+		return NULL;
+	m->base = base;
+	m->on_result = on_result;
+	m->arg = arg;
+	m->view.up = -1;
+	m->timer = evtimer_new(base, on_timer, m);
+	if (!m->timer) {
+		free(m);
+		return NULL;
+	}
+	monitor_reconfigure(m, cfg);
+	return m;
+}
+
+void monitor_stop(struct monitor *m)
+{
+	if (!m)
+		return;
+	close_conn(m);
+	event_free(m->timer);
+	free(m->conninfo);
+	free(m->view.slots);
+	free(m->pending);
+	free(m);
+}
+
+const struct monitor_view *monitor_view(const struct monitor *m)
+{
+	return &m->view;
+}
