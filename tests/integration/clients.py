@@ -3,6 +3,7 @@ against a target: anything with .host and .port (a Walgate, the cluster
 itself, or the direct-mode stand-in)."""
 
 import subprocess
+import time
 
 import psycopg2
 
@@ -57,3 +58,20 @@ def superuser_connect(cluster, dbname=TEST_DB):
     conn = psycopg2.connect(**cluster.superuser_params(dbname))
     conn.autocommit = True
     return conn
+
+
+def drop_slot(cur, slot, timeout=10.0):
+    """Drop a replication slot with a superuser cursor, waiting for the
+    walsender that may still hold it to let go."""
+    deadline = time.monotonic() + timeout
+    while True:
+        cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+        row = cur.fetchone()
+        if row is None:
+            return
+        if not row[0]:
+            cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
+            return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"replication slot {slot} stays active")
+        time.sleep(0.1)

@@ -35,7 +35,7 @@ import pytest
 from psycopg2.extensions import make_dsn
 
 import pgwire
-from clients import run, superuser_connect
+from clients import drop_slot, run, superuser_connect
 from pgcluster import (LOOPBACK_V4, LOOPBACK_V6, TEST_DB, TEST_PASSWORD, TEST_USER, clean_env,
                        free_port, issue_cert, pg_bin)
 from walgate import run_walgate
@@ -404,17 +404,6 @@ def test_auth_auto_is_scram_with_tls_and_auth_file(walgate_factory, certs, tmp_p
 SLOT_A, SLOT_B = "wg_auth_a", "wg_auth_b"
 
 
-def _drop_slot(cur, slot):
-    for _ in range(50):
-        cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-        row = cur.fetchone()
-        if row is None:
-            return
-        if not row[0]:
-            cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"replication slot {slot} stays active")
 
 
 def test_psycopg2_and_logical_replication(pg, walgate_factory, certs, test_verifier, tmp_path):
@@ -472,7 +461,7 @@ def test_psycopg2_and_logical_replication(pg, walgate_factory, certs, test_verif
         if repl is not None:
             repl.close()
         for slot in (SLOT_A, SLOT_B):
-            _drop_slot(cur, slot)
+            drop_slot(cur, slot)
         cur.execute("DROP TABLE IF EXISTS auth_repl_t")
         admin.close()
 

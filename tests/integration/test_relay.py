@@ -17,7 +17,8 @@ import psycopg2
 import psycopg2.errors
 import pytest
 
-from clients import client_env, conn_args, connect, pgbench, psql, run, superuser_connect
+from clients import (client_env, conn_args, connect, drop_slot, pgbench, psql, run,
+                     superuser_connect)
 from pgcluster import TEST_DB, TEST_USER, pg_bin
 
 
@@ -230,18 +231,6 @@ def test_cancel_running_query(walgate):
 PUBLICATION = "walgate_pub"
 
 
-def _drop_slot(cur, slot):
-    """Drop a slot, waiting a little for a walsender that still holds it."""
-    for _ in range(50):
-        cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-        row = cur.fetchone()
-        if row is None:
-            return
-        if not row[0]:
-            cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"replication slot {slot} stays active")
 
 
 def recvlogical(target, slot, endpos, outfile):
@@ -289,7 +278,7 @@ def test_logical_replication_byte_identical(pg, walgate, tmp_path):
         assert hashlib.sha256(data_b).hexdigest() == hashlib.sha256(data_a).hexdigest()
     finally:
         for slot in ("s_a", "s_b"):
-            _drop_slot(cur, slot)
+            drop_slot(cur, slot)
         cur.execute("DROP PUBLICATION IF EXISTS " + PUBLICATION)
         cur.execute("DROP TABLE IF EXISTS repl_t")
         conn.close()

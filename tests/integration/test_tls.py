@@ -32,7 +32,8 @@ from types import SimpleNamespace
 import pytest
 
 import pgwire
-from clients import client_env, conn_args, connect, psql, run, superuser_connect
+from clients import (client_env, conn_args, connect, drop_slot, psql, run,
+                     superuser_connect)
 from pgcluster import (LOOPBACK_V4, LOOPBACK_V6, TEST_DB, TEST_USER, TestCA, _openssl,
                        free_port, issue_cert, pg_bin)
 
@@ -313,17 +314,6 @@ def recvlogical(target, slot, endpos, outfile, env):
     return run(argv, env=env, timeout=60)
 
 
-def drop_slot(cur, slot):
-    for _ in range(100):
-        cur.execute("SELECT active FROM pg_replication_slots WHERE slot_name = %s", (slot,))
-        row = cur.fetchone()
-        if row is None:
-            return
-        if not row[0]:
-            cur.execute("SELECT pg_drop_replication_slot(%s)", (slot,))
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"replication slot {slot} stays active")
 
 
 def test_tls_both_legs(pg, walgate_factory, certs, tmp_path):
