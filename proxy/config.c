@@ -93,7 +93,8 @@ static const struct config_key config_keys[] = {
 
 #define NKEYS (sizeof(config_keys) / sizeof(config_keys[0]))
 
-static struct config *current_config;
+/* Each thread's configuration in force; generation.c keeps it alive. */
+static _Thread_local const struct config *thread_config;
 
 struct load_ctx {
 	struct config *cfg;
@@ -621,17 +622,10 @@ int config_keep_restart_only(struct config *next, const struct config *old)
 
 const struct config *config_current(void)
 {
-	return current_config;
+	return thread_config;
 }
 
-void config_set_current(struct config *cfg)
+void config_use(const struct config *cfg)
 {
-	struct config *old = current_config;
-
-	current_config = cfg;
-	if (cfg)
-		cfg->generation = old ? old->generation + 1 : 1;
-	if (cfg)
-		log_configure(cfg->log_level, cfg->log_format_json);
-	config_free(old);
+	thread_config = cfg;
 }

@@ -120,8 +120,11 @@ void config_free(struct config *cfg);
  */
 int config_keep_restart_only(struct config *next, const struct config *old);
 
-/* The configuration in force; replaced as a whole on reload. */
+/*
+ * The configuration in force on this thread; replaced as a whole on
+ * reload, when the thread adopts the new generation (generation.h).
+ */
 const struct config *config_current(void);
-void config_set_current(struct config *cfg);
+void config_use(const struct config *cfg);
 
 #endif

@@ -21,14 +21,13 @@
 
 #include "config.h"
 #include "log.h"
-#include "session.h"
-#include "worker.h"
 
 #define ACCEPT_PAUSE_MS 1000
 #define ACCEPT_LOG_EVERY_S 10
 
 struct listener_set {
-	struct worker *w;
+	listener_accept_fn on_accept;
+	void *arg;
 	struct evhttp *http;		/* owns the listeners when set (metrics endpoint) */
 	struct evconnlistener **ls;
 	size_t n;
@@ -42,7 +41,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 {
 	struct listener_set *set = arg;
 
-	session_accept(set->w, fd, addr, (socklen_t)addrlen);
+	set->on_accept(set->arg, fd, addr, (socklen_t)addrlen);
 }
 
 static void resume_accepting(evutil_socket_t fd, short what, void *arg)
@@ -131,15 +130,14 @@ fail:
  * One set of listening sockets sharing the pause on resource exhaustion.
  * With http, each socket is handed to the HTTP server, which then owns it.
  */
-static struct listener_set *open_set(struct worker *w, const struct config_addr_list *addrs,
+static struct listener_set *open_set(struct event_base *base, const struct config_addr_list *addrs,
 				     int backlog, struct evhttp *http)
 {
 	struct listener_set *set = calloc(1, sizeof(*set));
 
 	if (!set || !(set->ls = calloc(addrs->n, sizeof(*set->ls))))
 		goto oom;
-	set->w = w;
-	set->resume = evtimer_new(w->base, resume_accepting, set);
+	set->resume = evtimer_new(base, resume_accepting, set);
 	if (!set->resume)
 		goto oom;
 	for (size_t i = 0; i < addrs->n; i++) {
@@ -150,7 +148,7 @@ static struct listener_set *open_set(struct worker *w, const struct config_addr_
 			log_error("cannot listen on %s: %s", a->text, strerror(errno));
 			goto fail;
 		}
-		set->ls[i] = evconnlistener_new(w->base, http ? NULL : on_accept, set,
+		set->ls[i] = evconnlistener_new(base, http ? NULL : on_accept, set,
 						LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
 						backlog, fd);
 		if (!set->ls[i]) {
@@ -177,15 +175,22 @@ fail:
 	return NULL;
 }
 
-struct listener_set *listeners_open(struct worker *w, const struct config *cfg)
+struct listener_set *listeners_open(struct event_base *base, const struct config *cfg,
+				    listener_accept_fn accept_fn, void *arg)
 {
-	return open_set(w, &cfg->listen, cfg->listen_backlog, NULL);
+	struct listener_set *set = open_set(base, &cfg->listen, cfg->listen_backlog, NULL);
+
+	if (set) {
+		set->on_accept = accept_fn;
+		set->arg = arg;
+	}
+	return set;
 }
 
-struct listener_set *listeners_open_http(struct worker *w, const struct config_addr_list *addrs,
+struct listener_set *listeners_open_http(struct event_base *base, const struct config_addr_list *addrs,
 					 struct evhttp *http)
 {
-	return open_set(w, addrs, 128, http);
+	return open_set(base, addrs, 128, http);
 }
 
 void listeners_close(struct listener_set *ls)

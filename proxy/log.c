@@ -9,14 +9,16 @@
 #include "log.h"
 
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
 
-static enum log_level log_max_level = LOG_LEVEL_INFO;
-static bool log_json;
+/* Set by the control thread on reload, read by every thread: relaxed atomics. */
+static _Atomic int log_max_level = LOG_LEVEL_INFO;
+static atomic_bool log_json;
 
 static const char *const level_names[] = {
 	[LOG_LEVEL_ERROR] = "ERROR",
@@ -34,13 +36,13 @@ static const char *const json_level_names[] = {
 
 void log_configure(enum log_level level, bool json)
 {
-	log_max_level = level;
-	log_json = json;
+	atomic_store_explicit(&log_max_level, (int)level, memory_order_relaxed);
+	atomic_store_explicit(&log_json, json, memory_order_relaxed);
 }
 
 bool log_enabled(enum log_level level)
 {
-	return level <= log_max_level;
+	return (int)level <= atomic_load_explicit(&log_max_level, memory_order_relaxed);
 }
 
 static size_t format_time(char *buf, size_t cap)

@@ -1,36 +1,42 @@
 /*
- * main.c - walgate's entry point: command line, configuration, signals,
- * and running the event loop until a drained shutdown.
+ * main.c - walgate's entry point and its control thread: command line,
+ * configuration, signals, accepting clients (handed to the worker
+ * threads), the metrics endpoint and the upstream poller, until a drained
+ * shutdown.
  *
  *   SIGTERM/SIGINT  stop accepting, let sessions finish for drain_timeout,
  *                   then close the rest; a second signal closes at once.
  *   SIGHUP          re-read the configuration; a bad file changes nothing.
  */
 #include <event2/event.h>
+#include <event2/thread.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "config.h"
+#include "generation.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "monitor.h"
 #include "probe.h"
 #include "sdnotify.h"
-#include "authfile.h"
-#include "session.h"
-#include "tls_upgrade.h"
 #include "walgate_version.h"
 #include "worker.h"
+#include "workers.h"
 
 /* After closing every session, how long the last bytes may take. */
 #define FINAL_FLUSH_MS 2000
 
 struct app {
-	struct worker worker;
+	struct event_base *base;	/* the control loop: signals, accepts, metrics, the poller */
+	struct worker_shared shared;
+	struct workers *workers;	/* the loops that run sessions */
 	struct listener_set *listeners;
 	struct metrics_server *metrics;
 	struct monitor *monitor;	/* the upstream's slots, polled with libpq */
@@ -64,18 +70,19 @@ static void arm(struct event *ev, int64_t ms)
 	evtimer_add(ev, &tv);
 }
 
-static void on_idle(struct worker *w)
+static void on_all_idle(void *arg)
 {
-	event_base_loopexit(w->base, NULL);
+	struct app *app = arg;
+
+	event_base_loopexit(app->base, NULL);
 }
 
 static void close_everything(struct app *app)
 {
 	app->stopping = 2;
-	log_info("closing %u remaining sessions", app->worker.nsessions);
-	session_close_all(&app->worker);
-	if (app->worker.nsessions > 0)
-		arm(app->deadline, FINAL_FLUSH_MS);
+	log_info("closing %u remaining sessions", workers_sessions(app->workers));
+	workers_close_all(app->workers);
+	arm(app->deadline, FINAL_FLUSH_MS);
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -85,7 +92,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 	if (app->stopping == 1)
 		close_everything(app);
 	else
-		event_base_loopexit(app->worker.base, NULL);
+		event_base_loopexit(app->base, NULL);
 }
 
 static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
@@ -98,7 +105,7 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 		if (app->stopping == 1)
 			close_everything(app);
 		else
-			event_base_loopexit(app->worker.base, NULL);
+			event_base_loopexit(app->base, NULL);
 		return;
 	}
 	app->stopping = 1;
@@ -106,77 +113,71 @@ static void on_stop_signal(evutil_socket_t sig, short what, void *arg)
 	listeners_close(app->listeners);
 	app->listeners = NULL;
 	metrics_set_accepting(app->metrics, false);
-	app->worker.draining = true;
-	session_drain_logins(&app->worker);
 	log_info("signal %d: stopped accepting; %u sessions may finish within %lld ms",
-		 (int)sig, app->worker.nsessions, (long long)cfg->drain_timeout_ms);
-	if (app->worker.nsessions == 0)
-		event_base_loopexit(app->worker.base, NULL);
-	else
-		arm(app->deadline, cfg->drain_timeout_ms);
+		 (int)sig, workers_sessions(app->workers), (long long)cfg->drain_timeout_ms);
+	workers_drain(app->workers);	/* on_all_idle ends the loop */
+	arm(app->deadline, cfg->drain_timeout_ms);
 }
 
-/*
- * Certificates and keys are read anew with the configuration; sessions
- * already established keep the context they started with (OpenSSL counts
- * its references).
- */
-static bool install_tls(struct worker *w, const struct config *cfg, char *err, size_t errlen)
+static void on_snapshot(void *arg)
 {
-	SSL_CTX *server, *client;
-	struct auth_users *users = NULL;
+	struct app *app = arg;
 
-	if (cfg->auth == AUTH_SCRAM && !(users = auth_users_load(cfg->auth_file, err, errlen)))
-		return false;
-	if (!tls_contexts_build(cfg, &server, &client, err, errlen)) {
-		auth_users_free(users);
-		return false;
-	}
-	SSL_CTX_free(w->tls_server);
-	SSL_CTX_free(w->tls_client);
-	auth_users_free(w->auth_users);
-	w->tls_server = server;
-	w->tls_client = client;
-	w->auth_users = users;
-	if (server && client && cfg->auth == AUTH_PASSTHROUGH)
+	metrics_snapshot_ready(app->metrics);
+}
+
+static void on_accept(void *arg, int fd, const struct sockaddr *peer, socklen_t len)
+{
+	struct app *app = arg;
+
+	workers_dispatch(app->workers, fd, peer, len);
+}
+
+static void warn_relayed_auth(const struct generation *g)
+{
+	if (g->tls_server && g->tls_client && g->cfg->auth == AUTH_PASSTHROUGH)
 		log_warning("TLS on both legs with authentication relayed: SCRAM clients that use "
 			    "channel binding (libpq's default when TLS is on) cannot log in; "
 			    "they need channel_binding=disable");
-	return true;
 }
 
+/*
+ * Certificates, keys and the auth file are read anew with the
+ * configuration; sessions already established keep the TLS context they
+ * started with (OpenSSL counts its references).
+ */
 static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 {
 	struct app *app = arg;
 	char err[1024];
 	struct config *next;
+	struct generation *g = NULL;
 
 	sdnotify_reloading();
 	next = config_load(app->config_path, err, sizeof(err));
-	if (next)
+	if (next) {
 		config_keep_restart_only(next, config_current());
-	if (!next || !install_tls(&app->worker, next, err, sizeof(err))) {
-		app->worker.stats.config_reload_failures++;
+		g = generation_build(next, err, sizeof(err));
+	}
+	if (!g) {
+		atomic_fetch_add(&app->shared.config_reload_failures, 1);
 		log_error("reload failed, the running configuration stays in force: %s", err);
-		config_free(next);
 		sdnotify_reloaded(config_current()->generation, 0);
 		return;
 	}
-	config_set_current(next);
-	monitor_reconfigure(app->monitor, next);
-	sdnotify_reloaded(next->generation, 1);
+	generation_publish(g);
+	workers_reload(app->workers);
+	monitor_reconfigure(app->monitor, g->cfg);
+	warn_relayed_auth(g);
+	sdnotify_reloaded(g->cfg->generation, 1);
 	log_info("configuration reloaded%s%s (rule set %u)", app->config_path ? " from " : "",
-		 app->config_path ? app->config_path : "", next->generation);
-	if (next->enforce_on_reload)
-		session_enforce_allowlist(&app->worker);
+		 app->config_path ? app->config_path : "", g->cfg->generation);
 }
 
 /* Readiness follows whichever spoke last: a client's connect or the poller. */
 static void on_monitor_result(void *arg, int up)
 {
-	struct worker *w = arg;
-
-	w->upstream_reachable = up;
+	worker_note_upstream(arg, up == 1);
 }
 
 static int parse_args(int argc, char **argv, struct app *app, int *check_only)
@@ -222,7 +223,7 @@ static int parse_args(int argc, char **argv, struct app *app, int *check_only)
 
 static int add_signals(struct app *app)
 {
-	struct event_base *base = app->worker.base;
+	struct event_base *base = app->base;
 
 	app->sig_term = evsignal_new(base, SIGTERM, on_stop_signal, app);
 	app->sig_int = evsignal_new(base, SIGINT, on_stop_signal, app);
@@ -243,11 +244,72 @@ static void free_app(struct app *app)
 	listeners_close(app->listeners);
 	metrics_stop(app->metrics);
 	monitor_stop(app->monitor);
-	session_free_all(&app->worker);
+	workers_stop(app->workers);
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
-	worker_free(&app->worker);
+	if (app->base)
+		event_base_free(app->base);
+	generation_leave();
+	generation_retire();
+}
+
+/* --check-config: load everything a start would, and say whether it can. */
+static int check_config(struct app *app, struct config *cfg)
+{
+	char err[1024];
+	struct generation *g = generation_build(cfg, err, sizeof(err));
+
+	if (!g) {
+		fprintf(stderr, "walgate: %s\n", err);
+		return 1;
+	}
+	generation_publish(g);
+	generation_leave();
+	generation_retire();
+	printf("walgate: configuration %s is valid\n", app->config_path ? app->config_path : "(environment)");
+	return 0;
+}
+
+static unsigned worker_count(const struct config *cfg)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	if (cfg->workers > 0)
+		return (unsigned)cfg->workers;
+	return cpus > 0 ? (unsigned)cpus : 1;
+}
+
+static int run(struct app *app, struct config *cfg)
+{
+	const struct workers_callbacks cb = { on_all_idle, on_snapshot, app };
+	char err[1024];
+	struct generation *g;
+	bool metrics_off;
+
+	if (evthread_use_pthreads() < 0 || !(app->base = event_base_new())) {
+		log_error("cannot create the event loop");
+		return 1;
+	}
+	if (!(g = generation_build(cfg, err, sizeof(err)))) {
+		log_error("%s", err);
+		return 1;
+	}
+	generation_publish(g);
+	warn_relayed_auth(g);
+	if (add_signals(app) < 0 ||
+	    !(app->workers = workers_start(app->base, worker_count(cfg), &app->shared, &cb)) ||
+	    !(app->listeners = listeners_open(app->base, cfg, on_accept, app)) ||
+	    !(app->monitor = monitor_start(app->base, cfg, on_monitor_result, &app->shared)) ||
+	    (!(app->metrics = metrics_start(app->base, app->workers, &app->shared, app->monitor, cfg,
+					    &metrics_off)) && !metrics_off))
+		return 1;
+	log_info("walgate %s started; %u workers; upstream %s:%d", WALGATE_VERSION,
+		 workers_count(app->workers), cfg->upstream_host, cfg->upstream_port);
+	sdnotify_ready();
+	event_base_dispatch(app->base);
+	log_info("walgate stopped");
+	return 0;
 }
 
 int main(int argc, char **argv)
@@ -256,7 +318,7 @@ int main(int argc, char **argv)
 	struct config *cfg;
 	char err[1024];
 	int check_only = 0;
-	bool metrics_off;
+	int rc;
 
 	if (parse_args(argc, argv, &app, &check_only) < 0)
 		return 1;
@@ -266,57 +328,17 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (app.probe_path) {
-		int rc = probe_run(cfg, app.probe_path);
-
+		rc = probe_run(cfg, app.probe_path);
 		config_free(cfg);
 		return rc;
 	}
-	if (check_only) {
-		SSL_CTX *server, *client;
-		struct auth_users *users = NULL;
-
-		if (cfg->auth == AUTH_SCRAM && !(users = auth_users_load(cfg->auth_file, err, sizeof(err)))) {
-			fprintf(stderr, "walgate: %s\n", err);
-			config_free(cfg);
-			return 1;
-		}
-		auth_users_free(users);
-		if (!tls_contexts_build(cfg, &server, &client, err, sizeof(err))) {
-			fprintf(stderr, "walgate: %s\n", err);
-			config_free(cfg);
-			return 1;
-		}
-		SSL_CTX_free(server);
-		SSL_CTX_free(client);
-		printf("walgate: configuration %s is valid\n", app.config_path ? app.config_path : "(environment)");
-		config_free(cfg);
-		return 0;
-	}
-	config_set_current(cfg);
+	if (check_only)
+		return check_config(&app, cfg);
 	/* A peer that vanishes mid-write must be an error return, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
-	if (worker_init(&app.worker) < 0)
-		return 1;
-	app.worker.on_idle = on_idle;
-	if (!install_tls(&app.worker, cfg, err, sizeof(err))) {
-		log_error("%s", err);
-		free_app(&app);
-		config_set_current(NULL);
-		return 1;
-	}
-	if (add_signals(&app) < 0 || !(app.listeners = listeners_open(&app.worker, cfg)) ||
-	    !(app.monitor = monitor_start(app.worker.base, cfg, on_monitor_result, &app.worker)) ||
-	    (!(app.metrics = metrics_start(&app.worker, app.monitor, cfg, &metrics_off)) && !metrics_off)) {
-		free_app(&app);
-		config_set_current(NULL);
-		return 1;
-	}
-	log_info("walgate %s started; upstream %s:%d", WALGATE_VERSION, cfg->upstream_host,
-		 cfg->upstream_port);
-	sdnotify_ready();
-	event_base_dispatch(app.worker.base);
-	log_info("walgate stopped");
+	worker_shared_init(&app.shared);
+	rc = run(&app, cfg);
 	free_app(&app);
-	config_set_current(NULL);
-	return 0;
+	worker_shared_free(&app.shared);
+	return rc;
 }

@@ -1,10 +1,11 @@
 /*
  * metrics.c - the scrape endpoint: routing, its own allow list, and
- * rendering the counters of a worker in Prometheus text format 0.0.4.
+ * rendering the workers' merged numbers in Prometheus text format 0.0.4.
  *
  * Names follow Prometheus' rules: base units in names, counters end in
- * _total, labels of low cardinality. Everything is read at scrape time,
- * so the relay's hot path only bumps plain integers.
+ * _total, labels of low cardinality. A scrape asks every worker for a
+ * snapshot (workers.h) and answers once all have given theirs, so the
+ * relay's hot path only bumps plain integers of its own thread.
  */
 #include "metrics.h"
 
@@ -21,17 +22,27 @@
 #include "log.h"
 #include "metrics_slots.h"
 #include "monitor.h"
-#include "session.h"
+#include "generation.h"
 #include "tls_context.h"
 #include "walgate_version.h"
 #include "worker.h"
+#include "workers.h"
+
+/* A scrape waiting for the workers' snapshot. */
+struct pending {
+	struct evhttp_request *req;
+	bool json;
+};
 
 struct metrics_server {
-	struct worker *w;
+	struct workers *workers;
+	struct worker_shared *shared;
 	struct monitor *mon;
 	struct evhttp *http;
 	struct listener_set *listeners;
 	bool accepting;
+	struct pending *pending;
+	size_t npending, cappending;
 };
 
 static void family(struct evbuffer *b, const char *name, const char *type, const char *help)
@@ -53,50 +64,39 @@ static void counter(struct evbuffer *b, const char *name, const char *help, uint
 	sample(b, name, NULL, (double)v);
 }
 
-static void render_connections(struct evbuffer *b, const struct worker *w)
+static void render_connections(struct evbuffer *b, const struct worker_snapshot *snap)
 {
-	const struct session *s;
-	unsigned replication = 0, regular = 0;
-	uint64_t to_server = w->stats.bytes_client_to_server;
-	uint64_t to_client = w->stats.bytes_server_to_client;
+	const struct worker_stats *st = &snap->stats;
 	char labels[64];
 
-	TAILQ_FOREACH(s, &w->sessions, link) {
-		if (s->startup.replication_mode != PG_REPLICATION_NONE)
-			replication++;
-		else
-			regular++;
-		to_server += s->to_server.bytes;
-		to_client += s->to_client.bytes;
-	}
 	counter(b, "walgate_connections_accepted_total",
-		"Client connections accepted past the allow list.", w->stats.accepted);
+		"Client connections accepted past the allow list.", st->accepted);
 	family(b, "walgate_connections_rejected_total", "counter",
 	       "Client connections turned away before reaching the upstream, by reason.");
 	for (int r = 0; r < REJECT_REASONS; r++) {
 		snprintf(labels, sizeof(labels), "reason=\"%s\"", reject_reason_name((enum reject_reason)r));
-		sample(b, "walgate_connections_rejected_total", labels, (double)w->stats.rejected[r]);
+		sample(b, "walgate_connections_rejected_total", labels, (double)st->rejected[r]);
 	}
 	family(b, "walgate_connections_active", "gauge", "Client connections open now, by kind.");
-	sample(b, "walgate_connections_active", "kind=\"replication\"", replication);
-	sample(b, "walgate_connections_active", "kind=\"regular\"", regular);
+	sample(b, "walgate_connections_active", "kind=\"replication\"", snap->replication);
+	sample(b, "walgate_connections_active", "kind=\"regular\"", snap->regular);
 	family(b, "walgate_bytes_total", "counter", "Bytes relayed, by direction.");
-	sample(b, "walgate_bytes_total", "direction=\"client_to_upstream\"", (double)to_server);
-	sample(b, "walgate_bytes_total", "direction=\"upstream_to_client\"", (double)to_client);
+	sample(b, "walgate_bytes_total", "direction=\"client_to_upstream\"", (double)st->bytes_client_to_server);
+	sample(b, "walgate_bytes_total", "direction=\"upstream_to_client\"", (double)st->bytes_server_to_client);
 }
 
-static void render_tls(struct evbuffer *b, const struct worker *w)
+static void render_tls(struct evbuffer *b, const struct worker_stats *st, const struct generation *g)
 {
 	static const char *const legs[] = { "client", "upstream" };
 	static const char *const results[] = { "ok", "failed" };
-	SSL_CTX *ctxs[] = { w->tls_server, w->tls_client };
+	SSL_CTX *ctxs[] = { g->tls_server, g->tls_client };
 	char labels[64];
 
 	family(b, "walgate_tls_handshakes_total", "counter", "TLS handshakes, by leg and result.");
 	for (int leg = 0; leg < 2; leg++)
 		for (int r = 0; r < 2; r++) {
 			snprintf(labels, sizeof(labels), "leg=\"%s\",result=\"%s\"", legs[leg], results[r]);
-			sample(b, "walgate_tls_handshakes_total", labels, (double)w->stats.tls_handshakes[leg][r]);
+			sample(b, "walgate_tls_handshakes_total", labels, (double)st->tls_handshakes[leg][r]);
 		}
 	family(b, "walgate_tls_certificate_expiry_timestamp_seconds", "gauge",
 	       "When walgate's own certificate for a leg expires, in seconds since the epoch.");
@@ -110,16 +110,19 @@ static void render_tls(struct evbuffer *b, const struct worker *w)
 	}
 }
 
-static void render(struct evbuffer *b, const struct worker *w, const struct monitor *mon)
+static void render(struct evbuffer *b, const struct metrics_server *m, const struct worker_snapshot *snap)
 {
 	const struct config *cfg = config_current();
+	const struct worker_stats *st = &snap->stats;
 
 	family(b, "walgate_build_info", "gauge", "Always 1; the version is a label.");
 	sample(b, "walgate_build_info", "version=\"" WALGATE_VERSION "\"", 1);
 	family(b, "walgate_start_time_seconds", "gauge", "When walgate started, in seconds since the epoch.");
-	sample(b, "walgate_start_time_seconds", NULL, (double)w->started_at);
-	render_connections(b, w);
-	render_tls(b, w);
+	sample(b, "walgate_start_time_seconds", NULL, (double)m->shared->started_at);
+	family(b, "walgate_workers", "gauge", "Worker threads running sessions.");
+	sample(b, "walgate_workers", NULL, workers_count(m->workers));
+	render_connections(b, snap);
+	render_tls(b, st, generation_current());
 	family(b, "walgate_protocol_errors_total", "counter",
 	       "Messages that broke the protocol, by kind (client, upstream, replication_command, "
 	       "replication_stream, pgoutput).");
@@ -127,22 +130,22 @@ static void render(struct evbuffer *b, const struct worker *w, const struct moni
 		char labels[48];
 
 		snprintf(labels, sizeof(labels), "kind=\"%s\"", protocol_error_kind_name((enum protocol_error_kind)k));
-		sample(b, "walgate_protocol_errors_total", labels, (double)w->stats.protocol_errors[k]);
+		sample(b, "walgate_protocol_errors_total", labels, (double)st->protocol_errors[k]);
 	}
 	counter(b, "walgate_upstream_connect_failures_total",
-		"Connections to the upstream that could not be opened.", w->stats.upstream_connect_failures);
+		"Connections to the upstream that could not be opened.", st->upstream_connect_failures);
 	counter(b, "walgate_cancel_requests_total", "Cancel requests forwarded to the upstream.",
-		w->stats.cancels_forwarded);
+		st->cancels_forwarded);
 	counter(b, "walgate_config_reload_failures_total",
 		"Reloads refused because the configuration did not parse or validate.",
-		w->stats.config_reload_failures);
+		atomic_load(&m->shared->config_reload_failures));
 	counter(b, "walgate_sessions_closed_by_reload_total",
 		"Sessions closed because a reload removed their source from the allow list.",
-		w->stats.sessions_closed_by_reload);
+		st->sessions_closed_by_reload);
 	family(b, "walgate_config_generation", "gauge",
 	       "Generation of the configuration in force (the rule set version in logs).");
 	sample(b, "walgate_config_generation", NULL, cfg->generation);
-	metrics_slots_render(b, &w->slots, mon);
+	metrics_slots_render(b, snap->slots, snap->nslots, m->mon);
 }
 
 static bool peer_allowed(struct evhttp_request *req)
@@ -169,7 +172,7 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 
 static bool is_ready(const struct metrics_server *m)
 {
-	return m->accepting && m->w->upstream_reachable != 0;
+	return m->accepting && atomic_load(&m->shared->upstream_reachable) != 0;
 }
 
 static void reply_body(struct evhttp_request *req, struct evbuffer *b, const char *type)
@@ -178,7 +181,8 @@ static void reply_body(struct evhttp_request *req, struct evbuffer *b, const cha
 	evhttp_send_reply(req, 200, "OK", b);
 }
 
-static void serve_document(struct metrics_server *m, struct evhttp_request *req, bool json)
+static void serve_document(struct metrics_server *m, struct evhttp_request *req, bool json,
+			   const struct worker_snapshot *snap)
 {
 	struct evbuffer *b = evbuffer_new();
 
@@ -186,16 +190,40 @@ static void serve_document(struct metrics_server *m, struct evhttp_request *req,
 		evhttp_send_error(req, 500, NULL);
 		return;
 	}
-	/* streams that ended longer than slot_expiry ago go now, before anyone sees them */
-	slots_expire(&m->w->slots, slots_now_us(), config_current()->slot_expiry_ms * 1000);
 	if (json) {
-		metrics_slots_json(b, &m->w->slots, m->mon);
+		metrics_slots_json(b, snap->slots, snap->nslots, m->mon);
 		reply_body(req, b, "application/json");
 	} else {
-		render(b, m->w, m->mon);
+		render(b, m, snap);
 		reply_body(req, b, "text/plain; version=0.0.4; charset=utf-8");
 	}
 	evbuffer_free(b);
+}
+
+void metrics_snapshot_ready(struct metrics_server *m)
+{
+	if (!m)
+		return;
+	for (size_t i = 0; i < m->npending; i++)
+		serve_document(m, m->pending[i].req, m->pending[i].json, workers_merged(m->workers));
+	m->npending = 0;
+}
+
+static void queue_document(struct metrics_server *m, struct evhttp_request *req, bool json)
+{
+	if (m->npending == m->cappending) {
+		size_t cap = m->cappending ? m->cappending * 2 : 8;
+		struct pending *grown = realloc(m->pending, cap * sizeof(*grown));
+
+		if (!grown) {
+			evhttp_send_error(req, 500, NULL);
+			return;
+		}
+		m->pending = grown;
+		m->cappending = cap;
+	}
+	m->pending[m->npending++] = (struct pending){ req, json };
+	workers_snapshot(m->workers);	/* or one is under way: it serves this request too */
 }
 
 static void handle(struct evhttp_request *req, void *arg)
@@ -230,12 +258,13 @@ static void handle(struct evhttp_request *req, void *arg)
 				   m->accepting ? "not ready: the upstream was unreachable at the last connect\n"
 						: "not ready: not accepting connections\n");
 	} else {
-		serve_document(m, req, !strcmp(path, "/slots"));
+		queue_document(m, req, !strcmp(path, "/slots"));
 	}
 }
 
-struct metrics_server *metrics_start(struct worker *w, struct monitor *mon, const struct config *cfg,
-				     bool *disabled)
+struct metrics_server *metrics_start(struct event_base *base, struct workers *workers,
+				     struct worker_shared *shared, struct monitor *mon,
+				     const struct config *cfg, bool *disabled)
 {
 	struct metrics_server *m;
 
@@ -243,12 +272,13 @@ struct metrics_server *metrics_start(struct worker *w, struct monitor *mon, cons
 	if (*disabled)
 		return NULL;
 	m = calloc(1, sizeof(*m));
-	if (!m || !(m->http = evhttp_new(w->base))) {
+	if (!m || !(m->http = evhttp_new(base))) {
 		log_error("cannot start the metrics endpoint: out of memory");
 		free(m);
 		return NULL;
 	}
-	m->w = w;
+	m->workers = workers;
+	m->shared = shared;
 	m->mon = mon;
 	m->accepting = true;
 	evhttp_set_allowed_methods(m->http, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST |
@@ -258,7 +288,7 @@ struct metrics_server *metrics_start(struct worker *w, struct monitor *mon, cons
 	evhttp_set_max_headers_size(m->http, 8192);
 	evhttp_set_max_body_size(m->http, 4096);
 	/* Our own listeners, so that running out of descriptors pauses them too. */
-	m->listeners = listeners_open_http(w, &cfg->metrics_listen, m->http);
+	m->listeners = listeners_open_http(base, &cfg->metrics_listen, m->http);
 	if (!m->listeners) {
 		metrics_stop(m);
 		return NULL;
@@ -270,8 +300,11 @@ void metrics_stop(struct metrics_server *m)
 {
 	if (!m)
 		return;
+	for (size_t i = 0; i < m->npending; i++)
+		evhttp_send_error(m->pending[i].req, 503, NULL);
 	evhttp_free(m->http);
 	listeners_close(m->listeners);
+	free(m->pending);
 	free(m);
 }
 

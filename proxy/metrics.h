@@ -8,7 +8,9 @@
 
 #include <stdbool.h>
 
-struct worker;
+struct event_base;
+struct workers;
+struct worker_shared;
 struct config;
 struct metrics_server;
 struct monitor;
@@ -18,9 +20,13 @@ struct monitor;
  * cannot be bound. With no address configured, returns NULL and sets
  * *disabled.
  */
-struct metrics_server *metrics_start(struct worker *w, struct monitor *mon, const struct config *cfg,
-				     bool *disabled);
+struct metrics_server *metrics_start(struct event_base *base, struct workers *workers,
+				     struct worker_shared *shared, struct monitor *mon,
+				     const struct config *cfg, bool *disabled);
 void metrics_stop(struct metrics_server *m);
+
+/* The workers' snapshot asked for by a scrape is ready (workers_merged()). */
+void metrics_snapshot_ready(struct metrics_server *m);
 
 /* Readiness also needs walgate to be accepting clients (not draining). */
 void metrics_set_accepting(struct metrics_server *m, bool accepting);

@@ -108,8 +108,8 @@ static const struct {
 		"Replication messages on the slot that did not decode (relayed unchanged)." },
 };
 
-static void stream_values(struct evbuffer *b, enum stream_value f, const struct slot_stream *s,
-			  int64_t now_us, double now_unix)
+static void stream_values(struct evbuffer *b, enum stream_value f, const struct slot_view *s,
+			  double now_unix)
 {
 	static const char *const ops[SLOT_OPS] = { "op=\"insert\"", "op=\"update\"",
 						   "op=\"delete\"", "op=\"truncate\"" };
@@ -121,9 +121,9 @@ static void stream_values(struct evbuffer *b, enum stream_value f, const struct 
 	case SV_SENT: v = (double)s->sent_lsn; break;
 	case SV_WRITTEN: v = (double)s->written_lsn; break;
 	case SV_FLUSHED: v = (double)s->flushed_lsn; break;
-	case SV_UNACK: v = (double)slot_unacknowledged(s); break;
-	case SV_WRITE_LAG: v = lag_tracker_seconds(&s->lag, LAG_WRITE, now_us); break;
-	case SV_FLUSH_LAG: v = lag_tracker_seconds(&s->lag, LAG_FLUSH, now_us); break;
+	case SV_UNACK: v = (double)s->unacknowledged; break;
+	case SV_WRITE_LAG: v = s->write_lag; break;
+	case SV_FLUSH_LAG: v = s->flush_lag; break;
 	case SV_COMMIT_DELAY:
 		if (!s->last_commit_time)
 			return;
@@ -154,18 +154,16 @@ static void stream_values(struct evbuffer *b, enum stream_value f, const struct 
 	slot_sample(b, n, s->name, s->database, NULL, v);
 }
 
-static void render_stream(struct evbuffer *b, const struct slot_registry *r)
+static void render_stream(struct evbuffer *b, const struct slot_view *v, size_t n)
 {
-	int64_t now_us = slots_now_us();
 	double now_unix = unix_now();
-	const struct slot_stream *s;
 
-	if (r->n == 0)
+	if (n == 0)
 		return;
 	for (int f = 0; f < SV_COUNT; f++) {
 		family(b, stream_families[f].name, stream_families[f].type, stream_families[f].help);
-		TAILQ_FOREACH(s, &r->slots, link)
-			stream_values(b, (enum stream_value)f, s, now_us, now_unix);
+		for (size_t i = 0; i < n; i++)
+			stream_values(b, (enum stream_value)f, &v[i], now_unix);
 	}
 }
 
@@ -241,10 +239,10 @@ static void render_upstream(struct evbuffer *b, const struct monitor_view *v)
 	render_upstream_slots(b, v);
 }
 
-void metrics_slots_render(struct evbuffer *b, const struct slot_registry *r,
+void metrics_slots_render(struct evbuffer *b, const struct slot_view *v, size_t n,
 			  const struct monitor *mon)
 {
-	render_stream(b, r);
+	render_stream(b, v, n);
 	if (mon)
 		render_upstream(b, monitor_view(mon));
 }
@@ -263,7 +261,7 @@ static void json_lsn(struct evbuffer *b, const char *key, uint64_t lsn)
 	evbuffer_add_printf(b, ",\"%s\":\"%X/%X\"", key, (unsigned)(lsn >> 32), (unsigned)lsn);
 }
 
-static void json_stream(struct evbuffer *b, const struct slot_stream *s, int64_t now_us, double now_unix)
+static void json_stream(struct evbuffer *b, const struct slot_view *s, double now_unix)
 {
 	evbuffer_add_printf(b, "{\"streaming\":%s,\"kind\":\"%s\"", s->streaming ? "true" : "false",
 			    s->kind == PG_REPL_KIND_PHYSICAL ? "physical" : "logical");
@@ -272,9 +270,7 @@ static void json_stream(struct evbuffer *b, const struct slot_stream *s, int64_t
 	json_lsn(b, "flushed_lsn", s->flushed_lsn);
 	evbuffer_add_printf(b, ",\"unacknowledged_bytes\":%llu,\"write_lag_seconds\":%.6f,"
 			    "\"flush_lag_seconds\":%.6f",
-			    (unsigned long long)slot_unacknowledged(s),
-			    lag_tracker_seconds(&s->lag, LAG_WRITE, now_us),
-			    lag_tracker_seconds(&s->lag, LAG_FLUSH, now_us));
+			    (unsigned long long)s->unacknowledged, s->write_lag, s->flush_lag);
 	if (s->last_commit_time)
 		evbuffer_add_printf(b, ",\"commit_delay_seconds\":%.6f",
 				    now_unix - pg_time_to_unix_seconds(s->last_commit_time));
@@ -320,21 +316,17 @@ static const struct upstream_slot *upstream_find(const struct monitor_view *v, c
 	return NULL;
 }
 
-static const struct slot_stream *stream_find(const struct slot_registry *r, const char *name)
+static const struct slot_view *stream_find(const struct slot_view *v, size_t n, const char *name)
 {
-	const struct slot_stream *s;
-
-	TAILQ_FOREACH(s, &r->slots, link)
-		if (!strcmp(s->name, name))
-			return s;
+	for (size_t i = 0; i < n; i++)
+		if (!strcmp(v[i].name, name))
+			return &v[i];
 	return NULL;
 }
 
 static void json_slot(struct evbuffer *b, const char *name, const char *db,
-		      const struct slot_stream *s, const struct upstream_slot *u, bool *first)
+		      const struct slot_view *s, const struct upstream_slot *u, bool *first)
 {
-	int64_t now_us = slots_now_us();
-
 	evbuffer_add(b, *first ? "{" : ",{", *first ? 1 : 2);
 	*first = false;
 	json_string(b, "slot", name);
@@ -342,7 +334,7 @@ static void json_slot(struct evbuffer *b, const char *name, const char *db,
 	json_string(b, "database", db);
 	evbuffer_add(b, ",\"stream\":", 10);
 	if (s)
-		json_stream(b, s, now_us, unix_now());
+		json_stream(b, s, unix_now());
 	else
 		evbuffer_add(b, "null", 4);
 	evbuffer_add(b, ",\"upstream\":", 12);
@@ -353,10 +345,10 @@ static void json_slot(struct evbuffer *b, const char *name, const char *db,
 	evbuffer_add(b, "}", 1);
 }
 
-void metrics_slots_json(struct evbuffer *b, const struct slot_registry *r, const struct monitor *mon)
+void metrics_slots_json(struct evbuffer *b, const struct slot_view *sv, size_t n,
+			const struct monitor *mon)
 {
 	const struct monitor_view *v = mon ? monitor_view(mon) : NULL;
-	const struct slot_stream *s;
 	bool first = true;
 
 	evbuffer_add(b, "{\"upstream\":", 12);
@@ -373,9 +365,9 @@ void metrics_slots_json(struct evbuffer *b, const struct slot_registry *r, const
 	/* the upstream's slots, then those only walgate knows (dropped, or not polled) */
 	for (size_t i = 0; v && i < v->nslots; i++)
 		json_slot(b, v->slots[i].name, v->slots[i].database,
-			  stream_find(r, v->slots[i].name), &v->slots[i], &first);
-	TAILQ_FOREACH(s, &r->slots, link)
-		if (!upstream_find(v, s->name))
-			json_slot(b, s->name, s->database, s, NULL, &first);
+			  stream_find(sv, n, v->slots[i].name), &v->slots[i], &first);
+	for (size_t i = 0; i < n; i++)
+		if (!upstream_find(v, sv[i].name))
+			json_slot(b, sv[i].name, sv[i].database, &sv[i], NULL, &first);
 	evbuffer_add(b, "]}\n", 3);
 }

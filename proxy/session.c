@@ -95,6 +95,7 @@ static void session_free(struct session *s)
 	repl_track_free(s->repl);
 	TAILQ_REMOVE(&w->sessions, s, link);
 	w->nsessions--;
+	atomic_fetch_sub_explicit(&w->shared->sessions, 1, memory_order_relaxed);
 	free(s);
 	if (w->draining && w->nsessions == 0 && w->on_idle)
 		w->on_idle(w);
@@ -230,7 +231,7 @@ struct session *session_new(struct worker *w, int fd, const struct sockaddr *pee
 		return NULL;
 	}
 	s->w = w;
-	s->id = ++w->next_session_id;
+	s->id = atomic_fetch_add_explicit(&w->shared->next_session_id, 1, memory_order_relaxed) + 1;
 	s->state = state;
 	gettimeofday(&s->started, NULL);
 	session_set_peer(s, peer);
@@ -248,6 +249,7 @@ struct session *session_new(struct worker *w, int fd, const struct sockaddr *pee
 	}
 	TAILQ_INSERT_TAIL(&w->sessions, s, link);
 	w->nsessions++;
+	atomic_fetch_add_explicit(&w->shared->sessions, 1, memory_order_relaxed);
 	w->stats.accepted++;
 	net_tune_socket(fd, cfg);
 	bufferevent_setwatermark(s->client, EV_READ, 0, (size_t)cfg->relay_buffer_size);

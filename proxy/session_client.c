@@ -413,13 +413,13 @@ static bool admit(struct worker *w, const struct config *cfg, const struct socka
 	if (*expect_header || allowlist_match(cfg->allow, peer))
 		return true;
 	w->stats.rejected[REJECT_NOT_ALLOWED]++;
-	if (ratelimit_pass(&w->deny_log, (int64_t)time(NULL), &suppressed)) {
+	if (worker_deny_log_pass(w->shared, &suppressed)) {
 		net_format_addr(peer, addr, sizeof(addr));
 		log_info("rejected: source %s not allowed (rule set %u)%s", addr, cfg->generation,
 			 suppressed ? "; more rejections were not logged" : "");
 		if (suppressed)
 			log_info("rejected: %lu connections not logged (at most %u per %d s)", suppressed,
-				 w->deny_log.burst, w->deny_log.period);
+				 w->shared->deny_log.burst, w->shared->deny_log.period);
 	}
 	return false;
 }
@@ -438,7 +438,7 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *peer, sockl
 	if (!s)
 		return;
 	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
-	if (w->nsessions > (unsigned)cfg->max_client_conn) {
+	if (atomic_load_explicit(&w->shared->sessions, memory_order_relaxed) > (unsigned)cfg->max_client_conn) {
 		/* Cancel requests still pass: they are how a full server is relieved. */
 		w->stats.rejected[REJECT_TOO_MANY]++;
 		s->refuse_sqlstate = PG_SQLSTATE_TOO_MANY_CONNECTIONS;

@@ -95,7 +95,7 @@ static void upstream_failed(struct session *s, const char *why)
 	char msg[640];
 
 	snprintf(msg, sizeof(msg), "could not connect to upstream \"%s\": %s", s->upstream_label, why);
-	s->w->upstream_reachable = 0;
+	worker_note_upstream(s->w->shared, false);
 	s->w->stats.upstream_connect_failures++;
 	slog_warning(s, "%s", msg);
 	session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE, msg, "upstream unreachable");
@@ -268,7 +268,7 @@ static void upstream_done(struct bufferevent *bev, const struct sockaddr *addr, 
 	const struct config *cfg = config_current();
 
 	s->connecting = NULL;
-	s->w->upstream_reachable = bev != NULL;
+	worker_note_upstream(s->w->shared, bev != NULL);
 	if (!bev) {
 		s->w->stats.upstream_connect_failures++;
 		slog_warning(s, "%s", error);

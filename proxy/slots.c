@@ -91,6 +91,84 @@ uint64_t slot_unacknowledged(const struct slot_stream *s)
 	return s->sent_lsn > confirmed ? s->sent_lsn - confirmed : 0;
 }
 
+static void view_of(const struct slot_stream *s, int64_t now_us, struct slot_view *v)
+{
+	memset(v, 0, sizeof(*v));
+	memcpy(v->name, s->name, sizeof(v->name));
+	memcpy(v->database, s->database, sizeof(v->database));
+	v->kind = s->kind;
+	v->streaming = s->streaming;
+	v->sent_lsn = s->sent_lsn;
+	v->written_lsn = s->written_lsn;
+	v->flushed_lsn = s->flushed_lsn;
+	v->unacknowledged = slot_unacknowledged(s);
+	v->write_lag = lag_tracker_seconds(&s->lag, LAG_WRITE, now_us);
+	v->flush_lag = lag_tracker_seconds(&s->lag, LAG_FLUSH, now_us);
+	v->last_commit_time = s->last_commit_time;
+	v->last_status_unix = s->last_status_unix;
+	v->transactions = s->transactions;
+	memcpy(v->changes, s->changes, sizeof(v->changes));
+	v->bytes_to_client = s->bytes_to_client;
+	v->bytes_to_server = s->bytes_to_server;
+	v->messages_to_client = s->messages_to_client;
+	v->keepalives = s->keepalives;
+	v->status_updates = s->status_updates;
+	v->malformed = s->malformed;
+}
+
+long slots_view(const struct slot_registry *r, int64_t now_us, struct slot_view **out)
+{
+	const struct slot_stream *s;
+	long n = 0;
+
+	*out = NULL;
+	if (r->n == 0)
+		return 0;
+	*out = calloc(r->n, sizeof(**out));
+	if (!*out)
+		return -1;
+	TAILQ_FOREACH(s, &r->slots, link)
+		view_of(s, now_us, &(*out)[n++]);
+	return n;
+}
+
+static uint64_t max_u64(uint64_t a, uint64_t b)
+{
+	return a > b ? a : b;
+}
+
+void slot_view_merge(struct slot_view *v, const struct slot_view *o)
+{
+	/* whose gauges describe the slot now: the streaming one, else the latest */
+	bool theirs = o->streaming > v->streaming ||
+		      (o->streaming == v->streaming && o->last_status_unix > v->last_status_unix);
+
+	if (theirs) {
+		memcpy(v->database, o->database, sizeof(v->database));
+		v->kind = o->kind;
+		v->unacknowledged = o->unacknowledged;
+		v->write_lag = o->write_lag;
+		v->flush_lag = o->flush_lag;
+	}
+	v->streaming += o->streaming;
+	v->sent_lsn = max_u64(v->sent_lsn, o->sent_lsn);
+	v->written_lsn = max_u64(v->written_lsn, o->written_lsn);
+	v->flushed_lsn = max_u64(v->flushed_lsn, o->flushed_lsn);
+	if (o->last_commit_time > v->last_commit_time)
+		v->last_commit_time = o->last_commit_time;
+	if (o->last_status_unix > v->last_status_unix)
+		v->last_status_unix = o->last_status_unix;
+	v->transactions += o->transactions;
+	for (int i = 0; i < SLOT_OPS; i++)
+		v->changes[i] += o->changes[i];
+	v->bytes_to_client += o->bytes_to_client;
+	v->bytes_to_server += o->bytes_to_server;
+	v->messages_to_client += o->messages_to_client;
+	v->keepalives += o->keepalives;
+	v->status_updates += o->status_updates;
+	v->malformed += o->malformed;
+}
+
 int64_t slots_now_us(void)
 {
 	struct timespec ts;

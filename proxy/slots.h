@@ -82,6 +82,38 @@ uint64_t slot_unacknowledged(const struct slot_stream *s);
 /* That session's stream ended (CopyDone, an error, or the session closed). */
 void slots_detach(struct slot_stream *s, int64_t now_us);
 
+/*
+ * A slot's numbers at one instant, detached from the entry (for a scrape
+ * taken on another thread): lags computed, nothing pointing back.
+ */
+struct slot_view {
+	char name[PG_REPL_NAME_MAX];
+	char database[PG_REPL_NAME_MAX];
+	enum pg_repl_kind kind;
+	unsigned streaming;
+	uint64_t sent_lsn, written_lsn, flushed_lsn, unacknowledged;
+	double write_lag, flush_lag;	/* seconds */
+	int64_t last_commit_time;
+	double last_status_unix;
+	uint64_t transactions;
+	uint64_t changes[SLOT_OPS];
+	uint64_t bytes_to_client, bytes_to_server, messages_to_client;
+	uint64_t keepalives, status_updates, malformed;
+};
+
+/*
+ * Views of every entry into a new array (*out, free() it); returns the
+ * count, or -1 when out of memory.
+ */
+long slots_view(const struct slot_registry *r, int64_t now_us, struct slot_view **out);
+
+/*
+ * Fold another worker's view of the same slot into v: counters add up,
+ * positions take the furthest, the lags and timestamps of the one that
+ * streams (or the later one).
+ */
+void slot_view_merge(struct slot_view *v, const struct slot_view *other);
+
 /* Drop entries with no stream for longer than expiry_us. */
 void slots_expire(struct slot_registry *r, int64_t now_us, int64_t expiry_us);
 
