@@ -130,15 +130,29 @@ def walgate_factory(request, pg):
     yield make
 
     failed = _test_failed(request)
+    reports = []
     for wg in made:
         try:
             wg.stop()
+            reports += sanitizer_reports(wg.log_text())
         finally:
-            if failed:
+            if failed or reports:
                 print(f"\n----- walgate log ({wg.log_path}) -----\n{wg.log_text()}")
             if KEEP:
                 print(f"\nkept walgate's directory: {wg.workdir}")
             wg.cleanup(keep_files=KEEP)
+    if reports:
+        pytest.fail("walgate's sanitizers reported:\n" + "\n".join(reports), pytrace=False)
+
+
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
+                     "runtime error:")
+
+
+def sanitizer_reports(log):
+    """The first line of every sanitizer report in a walgate log (sanitizer
+    builds print them on stderr, which the harness keeps in the log)."""
+    return [line for line in log.splitlines() if any(m in line for m in SANITIZER_MARKERS)]
 
 
 @pytest.fixture
@@ -149,3 +163,29 @@ def walgate(pg, walgate_factory):
         yield DirectTarget(pg)
     else:
         yield walgate_factory()
+
+
+# -- measured numbers, repeated at the end of the run ---------------------
+
+_MEASUREMENTS = []
+
+
+@pytest.fixture
+def report_measurement(request, record_property):
+    """report_measurement(text): print a number a test measured (walgate's
+    RSS, fd counts), keep it in the JUnit XML as a property, and repeat it
+    in a "walgate measurements" section at the end of the run, since
+    pytest -q shows nothing of a passing test's output."""
+    def report(text):
+        line = f"{request.node.nodeid}: {text}"
+        print(line)
+        record_property("measurement", text)
+        _MEASUREMENTS.append(line)
+    return report
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _MEASUREMENTS:
+        terminalreporter.section("walgate measurements")
+        for line in _MEASUREMENTS:
+            terminalreporter.write_line(line)
