@@ -31,12 +31,20 @@ struct relay_dir {
 	uint8_t last_type;		/* type of the last message seen */
 	bool paused;			/* the source is not read: the sink is full */
 	size_t high_water;
+	bool plain_from;		/* the source is a plain socket: read it in large gulps */
+	bool plain_to;			/* the sink is a plain socket: write to it at once */
 	relay_message_fn on_message;	/* may be NULL */
 	void *arg;
 };
 
 void relay_dir_init(struct relay_dir *d, uint32_t max_message, size_t high_water,
 		    relay_message_fn on_message, void *arg);
+
+/*
+ * Say which ends are plain sockets (not TLS), where the relay does its own
+ * reads and writes (see relay.c).
+ */
+void relay_dir_plain(struct relay_dir *d, bool from, bool to);
 
 /*
  * Scan and move everything readable from `from` to `to`. Returns 0, or -1

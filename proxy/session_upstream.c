@@ -246,6 +246,8 @@ static void start_relay(struct session *s)
 		       (size_t)cfg->relay_buffer_size, client_message, s);
 	/* The upstream is trusted to frame its own messages; any length up to the protocol's. */
 	relay_dir_init(&s->to_client, UINT32_MAX, (size_t)cfg->relay_buffer_size, server_message, s);
+	relay_dir_plain(&s->to_server, !s->client_tls, !s->server_tls);
+	relay_dir_plain(&s->to_client, !s->server_tls, !s->client_tls);
 	bufferevent_write(s->server, s->startup_pkt, st->length);
 	slog_info(s, "login: user=%s database=%s replication=%s application_name=%s",
 		  st->user, st->database ? st->database : st->user,
