@@ -15,6 +15,21 @@
 #include "config.h"
 #include "tls_context.h"
 
+/*
+ * libevent's default of 16 KiB per read or write pass is one TLS record;
+ * four per pass take a quarter of the loop passes on a bulk stream.
+ */
+#define TLS_IO_MAX (64 * 1024)
+
+static struct bufferevent *tls_tuned(struct bufferevent *tls)
+{
+	/* libpq and most drivers close without close_notify; that is not an attack on us. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	bufferevent_set_max_single_read(tls, TLS_IO_MAX);
+	bufferevent_set_max_single_write(tls, TLS_IO_MAX);
+	return tls;
+}
+
 struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
 				       enum bufferevent_ssl_state state)
 {
@@ -39,9 +54,7 @@ struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
 		close(fd);
 		return NULL;
 	}
-	/* libpq and most drivers close without close_notify; that is not an attack on us. */
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-	return tls;
+	return tls_tuned(tls);
 fail:
 	SSL_free(ssl);
 	bufferevent_free(plain);
@@ -59,8 +72,7 @@ struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl)
 		bufferevent_free(plain);
 		return NULL;
 	}
-	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
-	return tls;
+	return tls_tuned(tls);
 }
 
 void tls_flush_filter(struct bufferevent *tls)
