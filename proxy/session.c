@@ -253,7 +253,7 @@ struct session *session_new(struct worker *w, int fd, const struct sockaddr *pee
 	w->stats.accepted++;
 	net_tune_socket(fd, cfg);
 	bufferevent_setwatermark(s->client, EV_READ, 0, (size_t)cfg->relay_buffer_size);
-	slog_debug(s, "accepted");
+	slog_debug(s, "accepted by worker %u", w->index);
 	return s;
 }
 

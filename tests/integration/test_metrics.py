@@ -1,6 +1,7 @@
 """The HTTP endpoint of [metrics]: /metrics in Prometheus text format 0.0.4
 (checked with promtool), /healthz, /readyz, and who may ask."""
 
+import re
 import signal
 import socket
 import subprocess
@@ -204,3 +205,26 @@ def test_metrics_allow_reloads(walgate_factory):
     wg.reload()
     assert wg.wait_for_metric("walgate_config_generation", lambda v: v >= 2) == 2
     assert wg.http("/healthz", source=OTHER_V4)[0] == 403
+
+
+def test_workers_share_sessions_and_merge_counters(pg, walgate_factory):
+    """workers = 3: sessions are spread over three event loops, and one
+    scrape adds up what every loop counted."""
+    wg = walgate_factory(walgate={"workers": "3"})
+    assert wg.metric("walgate_workers") == 3
+    assert wg.wait_for_log(r"started; 3 workers")
+    conns = [connect(wg) for _ in range(6)]
+    try:
+        for c in conns:
+            with c.cursor() as cur:
+                cur.execute("SELECT 1")
+        assert wait_value(wg, ACTIVE_REGULAR, 6) == 6
+        workers = set(re.findall(r"accepted by worker (\d+)", wg.log_text()))
+        assert workers == {"0", "1", "2"}
+        before = wg.metrics()
+        assert before[ACCEPTED] >= 6
+        assert before['walgate_bytes_total{direction="upstream_to_client"}'] > 0
+    finally:
+        for c in conns:
+            c.close()
+    assert wait_value(wg, ACTIVE_REGULAR, 0) == 0
