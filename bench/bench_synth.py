@@ -1,0 +1,400 @@
+"""Scenarios 4-6 of run_bench.py, on bench/synth_walsender and bench/synth_sink
+instead of PostgreSQL:
+
+  4. proxy cost per byte: one session streams --stream-bytes of pgoutput
+     through each target; the proxy's CPU seconds per GiB, plaintext (walgate,
+     HAProxy) and with TLS on both legs (walgate, stunnel), next to what
+     `openssl speed -evp aes-128-gcm` says one decrypt plus one encrypt costs;
+  5. memory: N idle logged-in sessions held through a fresh proxy; resident
+     memory per session;
+  6. scrape: /metrics with S replication sessions (slots s_0 ... s_S-1) open.
+
+SynthScenarios is mixed into run_bench.Bench, which provides args, workdir,
+certs, results, errors, facts and measure().
+"""
+
+import json
+import os
+import re
+import resource
+import select
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from bench_procs import (BenchError, HAProxy, Stunnel, SynthServer, WalgateProc, cpu_seconds,
+                         die_with_parent, rss_kib)
+
+GIB = float(1 << 30)
+MIB = float(1 << 20)
+STREAM_TARGETS = ("direct", "walgate", "haproxy", "direct-tls", "walgate-tls", "stunnel")
+TLS_TARGETS = {"direct-tls", "walgate-tls", "stunnel"}
+SYSCALLS = ("read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg",
+            "epoll_wait", "epoll_ctl", "ioctl", "splice")
+
+
+def log(msg):
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def children_cpu():
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return ru.ru_utime + ru.ru_stime
+
+
+def parse_sink_json(out):
+    for line in reversed(out.strip().splitlines()):
+        if line.startswith("{"):
+            return json.loads(line)
+    raise BenchError(f"no result from synth_sink: {out[-300:]!r}")
+
+
+def sink_argv(binary, host, port, tls, *extra, timeout=600):
+    return [binary, "--connect", f"{host}:{port}", "--sslmode", "require" if tls else "disable",
+            "--timeout", str(int(timeout)), *extra]
+
+
+def run_sink(binary, host, port, tls, *extra, timeout=600):
+    """One synth_sink run to its end; its JSON result plus its own CPU seconds."""
+    c0 = children_cpu()
+    proc = subprocess.run(sink_argv(binary, host, port, tls, *extra, timeout=timeout),
+                          stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                          timeout=timeout + 30, preexec_fn=die_with_parent)
+    res = parse_sink_json(proc.stdout) if proc.stdout.strip() else {}
+    if proc.returncode != 0 or res.get("failed"):
+        raise BenchError(f"synth_sink failed ({proc.returncode}): {proc.stderr.strip()[-400:]}")
+    res["client_cpu"] = children_cpu() - c0
+    return res
+
+
+class HeldSessions:
+    """synth_sink --hold: N sessions that stay open until release()."""
+
+    def __init__(self, binary, host, port, tls, *extra, timeout=900):
+        self.proc = subprocess.Popen(sink_argv(binary, host, port, tls, "--hold", *extra,
+                                               timeout=timeout),
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=die_with_parent)
+        self.timeout = timeout
+
+    def wait_ready(self):
+        """Wait for "ready N failed M"; returns (N, M)."""
+        deadline = time.monotonic() + self.timeout
+        while time.monotonic() < deadline:
+            r, _, _ = select.select([self.proc.stdout], [], [], 1.0)
+            if r:
+                line = self.proc.stdout.readline()
+                if not line:
+                    break
+                m = re.match(r"ready (\d+) failed (\d+)", line)
+                if m:
+                    return int(m.group(1)), int(m.group(2))
+            elif self.proc.poll() is not None:
+                break
+        err = self.release(check=False)
+        raise BenchError(f"synth_sink --hold never got ready: {err}")
+
+    def release(self, check=True):
+        """Close stdin (the sink closes its sessions and exits); its JSON."""
+        try:
+            out, err = self.proc.communicate(input="", timeout=120)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            out, err = self.proc.communicate()
+        if not check:
+            return err.strip()[-400:]
+        return parse_sink_json(out)
+
+    def release_after_ready(self):
+        self.wait_ready()
+        return self.release()
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def openssl_speed(secs, decrypt):
+    """bytes/s of `openssl speed -evp aes-128-gcm` on 16 kB blocks (one TLS record)."""
+    argv = ["openssl", "speed", "-evp", "aes-128-gcm", "-seconds", str(secs), "-bytes", "16384"]
+    if decrypt:
+        argv.insert(2, "-decrypt")
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
+    m = re.search(r"^AES-128-GCM\s+([0-9.]+)k\s*$", out, re.M)
+    if not m:
+        raise BenchError(f"cannot parse openssl speed output: {out[-300:]}")
+    return float(m.group(1)) * 1000.0
+
+
+class SynthScenarios:
+    """Scenarios 4-6 (see the module docstring)."""
+
+    def synth_bins(self):
+        return self.args.synth_walsender, self.args.synth_sink
+
+    def start_proc(self, stack, proc):
+        stack.callback(proc.stop)
+        proc.start()
+        return proc
+
+    # -- scenario 4
+
+    def stream_setup(self, stack):
+        a = self.args
+        server_bin, _ = self.synth_bins()
+        cert, key = self.certs
+        synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key,
+                                                   a.stream_bytes, after="done"))
+        self.synth_server = synth
+        procs, targets = {}, {}
+        for t in [t for t in STREAM_TARGETS if t in a.targets]:
+            if t in ("direct", "direct-tls"):
+                targets[t] = (synth.host, synth.port, t in TLS_TARGETS)
+                continue
+            if t == "walgate":
+                p = WalgateProc(self.workdir, synth.port, name="walgate-synth")
+            elif t == "walgate-tls":
+                p = WalgateProc(self.workdir, synth.port, name="walgate-synth-tls", tls=(cert, key))
+            elif t == "haproxy":
+                p = HAProxy(self.workdir, synth.port, a.haproxy_threads, name="haproxy-synth")
+            else:
+                p = Stunnel(self.workdir, synth.port, cert, key, name="stunnel-synth")
+            self.start_proc(stack, p)
+            procs[t] = p
+            targets[t] = (p.host, p.port, t in TLS_TARGETS)
+        return procs, targets
+
+    def stream_run(self, procs):
+        _, sink_bin = self.synth_bins()
+
+        def run(host, port, tls):
+            s0 = cpu_seconds(self.synth_server.pid)
+            res = run_sink(sink_bin, host, port, tls, timeout=900)
+            s1 = cpu_seconds(self.synth_server.pid)
+            wall = res["stream_s"] or res["wall_s"]
+            return {"wall_s": wall, "bytes": res["bytes"], "mb_s": res["bytes"] / wall / 1e6,
+                    "client_cpu": res["client_cpu"],
+                    "server_cpu": (s1 - s0) if s0 is not None and s1 is not None else None}
+        return run
+
+    def scenario_stream(self, stack):
+        a = self.args
+        log("scenario 4: openssl speed -evp aes-128-gcm (encrypt, decrypt)")
+        secs = 1 if a.quick else 3
+        enc = openssl_speed(secs, decrypt=False)
+        dec = openssl_speed(secs, decrypt=True)
+        self.facts["aes"] = {"enc_bps": enc, "dec_bps": dec,
+                             "ref_s_per_gib": GIB / enc + GIB / dec}
+        procs, targets = self.stream_setup(stack)
+        order = list(targets)
+        run = self.stream_run(procs)
+        log(f"scenario 4: {a.stream_bytes / MIB:.0f} MiB per run; warm-up")
+        for t in order:
+            self.measure("warmup-stream", t, run, procs=procs, targets=targets)
+        self.results.pop("warmup-stream", None)
+        self.errors.pop("warmup-stream", None)
+        for rep in range(a.reps):
+            k = rep % len(order)
+            for t in order[k:] + order[:k]:
+                r = self.measure("stream", t, run, procs=procs, targets=targets)
+                if r:
+                    cpu = r.get("proxy_cpu")
+                    log(f"  stream rep {rep + 1} {t}: {r['mb_s']:.0f} MB/s"
+                        + (f", proxy {cpu / (r['bytes'] / GIB):.2f} CPU s/GiB" if cpu else ""))
+        if a.profile:
+            self.profile_stream(procs, targets, run)
+
+    # -- profile (--profile): perf stat syscall counts and perf record, one run each
+
+    def profile_stream(self, procs, targets, run):
+        if not shutil.which("perf"):
+            self.facts["profile_error"] = "perf is not installed"
+            return
+        prof = {}
+        for t, p in procs.items():
+            log(f"profile: {t}")
+            events = ",".join(f"syscalls:sys_enter_{s}" for s in SYSCALLS)
+            with tempfile.NamedTemporaryFile("r", suffix=".perfstat") as out:
+                perf = subprocess.Popen(["perf", "stat", "-x,", "-o", out.name, "-e", events,
+                                         "-p", str(p.pid)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL, preexec_fn=die_with_parent)
+                time.sleep(0.3)
+                try:
+                    r = run(*targets[t])
+                finally:
+                    perf.send_signal(signal.SIGINT)
+                    perf.wait(30)
+                counts = {}
+                for line in out.read().splitlines():
+                    f = line.split(",")
+                    if len(f) > 2 and f[2].startswith("syscalls:sys_enter_"):
+                        try:
+                            counts[f[2][len("syscalls:sys_enter_"):]] = int(f[0])
+                        except ValueError:
+                            pass
+            entry = {"syscalls": counts, "mib": r["bytes"] / MIB}
+            if t.startswith("walgate"):
+                entry["top"] = self.perf_top(p.pid, lambda: run(*targets[t]))
+            prof[t] = entry
+        self.facts["profile"] = prof
+
+    def perf_top(self, pid, fn, limit=18):
+        data = os.path.join(self.workdir, f"perf-{pid}.data")
+        perf = subprocess.Popen(["perf", "record", "-F", "999", "-g", "-o", data, "-p", str(pid)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                preexec_fn=die_with_parent)
+        time.sleep(0.3)
+        try:
+            fn()
+        finally:
+            perf.send_signal(signal.SIGINT)
+            perf.wait(60)
+        rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort",
+                              "dso,symbol", "--stdio", "-g", "none", "--percent-limit", "0.8"],
+                             capture_output=True, text=True, timeout=300).stdout
+        lines = [ln.strip() for ln in rep.splitlines() if re.match(r"\s+[0-9.]+%", ln)]
+        top = [re.sub(r"\s+", " ", ln).replace(" - -", "") for ln in lines[:limit]]
+        rep = subprocess.run(["perf", "report", "-i", data, "--no-children", "--sort", "dso",
+                              "--stdio", "-g", "none", "--percent-limit", "0.5"],
+                             capture_output=True, text=True, timeout=300).stdout
+        dsos = [re.sub(r"\s+", " ", ln.strip()) for ln in rep.splitlines()
+                if re.match(r"\s+[0-9.]+%", ln)]
+        return ["by shared object:"] + dsos + ["", "by symbol:"] + top
+
+    # -- scenario 5
+
+    def memory_sessions(self):
+        """10,000, or as many as RLIMIT_NOFILE lets a proxy hold (two sockets each)."""
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        except (ValueError, OSError):
+            pass
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        self.facts["nofile"] = soft
+        return min(self.args.idle_sessions, (soft - 200) // 2)
+
+    def scenario_memory(self, stack):
+        a = self.args
+        server_bin, sink_bin = self.synth_bins()
+        cert, key = self.certs
+        n = self.memory_sessions()
+        self.facts["idle_sessions"] = n
+        synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key, 0,
+                                                   name="synth-idle"))
+        cases = [("walgate", False), ("walgate-tls", True), ("haproxy", False)]
+        rows = []
+        for name, tls in cases:
+            if name not in a.targets:
+                continue
+            log(f"scenario 5: {n} idle sessions through {name}")
+            if name.startswith("walgate"):
+                p = WalgateProc(self.workdir, synth.port, name=f"{name}-idle",
+                                tls=(cert, key) if tls else None, max_client_conn=n + 100)
+            else:
+                p = HAProxy(self.workdir, synth.port, a.haproxy_threads, name="haproxy-idle",
+                            maxconn=n + 50)
+            row = {"proxy": name, "tls": tls, "sessions": n}
+            held = None
+            try:
+                p.start()
+                HeldSessions(sink_bin, p.host, p.port, tls, "--mode", "login", "--conns",
+                             "20").release_after_ready()
+                time.sleep(0.5)
+                row["rss0_kib"] = rss_kib(p.pid)
+                held = HeldSessions(sink_bin, p.host, p.port, tls, "--mode", "login", "--conns",
+                                    str(n), "--concurrency", "64")
+                ok, failed = held.wait_ready()
+                time.sleep(1.0)
+                row["rss1_kib"] = rss_kib(p.pid)
+                row["open"], row["failed"] = ok, failed
+                if isinstance(p, WalgateProc):
+                    row["active"] = active_connections(p)
+                res = held.release()
+                held = None
+                row["setup_s"] = res.get("setup_s")
+                if ok:
+                    row["per_session_kib"] = (row["rss1_kib"] - row["rss0_kib"]) / ok
+                log(f"  {name}: {ok} sessions, RSS {row['rss0_kib']} -> {row['rss1_kib']} KiB, "
+                    f"{row.get('per_session_kib', 0):.1f} KiB per session")
+            except BenchError as e:
+                row["error"] = str(e)
+                log(f"  {name}: FAILED {e}")
+            finally:
+                if held:
+                    held.kill()
+                p.stop()
+            rows.append(row)
+        self.facts["memory"] = rows
+
+    # -- scenario 6
+
+    def scenario_scrape(self, stack):
+        a = self.args
+        server_bin, sink_bin = self.synth_bins()
+        cert, key = self.certs
+        synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key, 64 << 10,
+                                                   after="idle", name="synth-slots"))
+        wg = self.start_proc(stack, WalgateProc(self.workdir, synth.port, name="walgate-scrape",
+                                                max_client_conn=a.scrape_slots + 100))
+        info = {"slots": a.scrape_slots, "scrapes": a.scrapes}
+        info["empty"] = time_scrapes(wg, a.scrapes)
+        log(f"scenario 6: {a.scrape_slots} replication sessions (slots s_0 ...)")
+        held = HeldSessions(sink_bin, wg.host, wg.port, False, "--mode", "stream", "--conns",
+                            str(a.scrape_slots), "--slot", "s", "--concurrency", "64")
+        try:
+            ok, failed = held.wait_ready()
+            info["open"], info["failed"] = ok, failed
+            time.sleep(2.0)
+            text = wg.scrape()
+            info["slot_series"] = sum(1 for ln in text.splitlines()
+                                      if ln.startswith("walgate_slot_"))
+            info["slot_names"] = len({m.group(1) for m in
+                                      re.finditer(r'^walgate_slot_\w+\{[^}]*slot="([^"]+)"',
+                                                  text, re.M)})
+            info["full"] = time_scrapes(wg, a.scrapes)
+            held.release()
+            held = None
+        except BenchError as e:
+            info["error"] = str(e)
+        finally:
+            if held:
+                held.kill()
+        self.facts["scrape"] = info
+        full = info.get("full") or {}
+        log(f"  scrape: {info.get('slot_series', 0)} walgate_slot_ samples, "
+            f"median {full.get('median_ms', 0):.1f} ms")
+
+
+def active_connections(wg):
+    try:
+        text = wg.scrape()
+    except OSError:
+        return None
+    total = 0
+    for line in text.splitlines():
+        if line.startswith("walgate_connections_active"):
+            total += float(line.rsplit(None, 1)[1])
+    return int(total)
+
+
+def time_scrapes(wg, count):
+    """count GETs of /metrics: wall ms per scrape, walgate CPU ms per scrape, size."""
+    times, size = [], 0
+    c0 = cpu_seconds(wg.pid)
+    for _ in range(count):
+        t0 = time.perf_counter()
+        size = len(wg.scrape().encode())
+        times.append((time.perf_counter() - t0) * 1000)
+    c1 = cpu_seconds(wg.pid)
+    return {"median_ms": statistics.median(times), "min_ms": min(times), "max_ms": max(times),
+            "cpu_ms": (c1 - c0) * 1000 / count if c0 is not None and c1 is not None else None,
+            "bytes": size}
+
+
