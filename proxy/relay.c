@@ -8,13 +8,23 @@
  * mark), and what was moved to a plain sink is written right away. The
  * bufferevents still own the sockets: EOF, errors and whatever could not
  * be written are theirs to see on their next event.
+ *
+ * A TLS source has the same problem in another form: libevent's OpenSSL
+ * bufferevent stops after one record whenever OpenSSL holds no decrypted
+ * bytes, so a server that sends one small record per message (a walsender
+ * does) costs a whole loop pass per message. The relay goes on reading
+ * records with SSL_read while they come without waiting, before it moves
+ * the bytes on, so that they travel as a few large records, not many small.
  */
 #include "relay.h"
 
 #include <errno.h>
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 #include <sys/uio.h>
 
 #define PEEK_VECS 8
@@ -30,13 +40,50 @@ void relay_dir_init(struct relay_dir *d, uint32_t max_message, size_t high_water
 	d->high_water = high_water;
 	d->on_message = on_message;
 	d->arg = arg;
-	d->plain_from = d->plain_to = false;
+	d->plain_from = d->plain_to = d->tls_from = false;
 }
 
 void relay_dir_plain(struct relay_dir *d, bool from, bool to)
 {
 	d->plain_from = from;
 	d->plain_to = to;
+}
+
+void relay_dir_tls_source(struct relay_dir *d)
+{
+	d->tls_from = true;
+}
+
+/*
+ * Records that can be read without waiting, while the two buffers stay
+ * under the high mark. Anything but data (want-read, close_notify, an
+ * error) ends it, and is left for the bufferevent to meet on its own next
+ * read, as OpenSSL reports it again.
+ */
+static void read_records(struct relay_dir *d, struct bufferevent *from, struct evbuffer *out)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(from);
+	struct evbuffer *in = bufferevent_get_input(from);
+
+	/* unlike a socket bufferevent, the OpenSSL one leaves its input unfrozen */
+	if (!ssl)
+		return;
+	while (evbuffer_get_length(in) + evbuffer_get_length(out) < d->high_water) {
+		struct evbuffer_iovec v;
+		int got;
+
+		if (evbuffer_reserve_space(in, READ_CHUNK, &v, 1) != 1)
+			break;
+		got = SSL_read(ssl, v.iov_base, (int)(v.iov_len < INT32_MAX ? v.iov_len : INT32_MAX));
+		if (got <= 0) {
+			if (SSL_get_error(ssl, got) == SSL_ERROR_WANT_READ)
+				ERR_clear_error();
+			evbuffer_commit_space(in, &v, 0);
+			break;
+		}
+		v.iov_len = (size_t)got;
+		evbuffer_commit_space(in, &v, 1);
+	}
 }
 
 /*
@@ -150,6 +197,8 @@ int relay_forward(struct relay_dir *d, struct bufferevent *from, struct bufferev
 
 	if (d->plain_from && !d->paused)
 		read_more(d, from, out);
+	else if (d->tls_from && !d->paused)
+		read_records(d, from, out);
 	len = evbuffer_get_length(in);
 	if (len == 0)
 		return 0;

@@ -33,6 +33,7 @@ struct relay_dir {
 	size_t high_water;
 	bool plain_from;		/* the source is a plain socket: read it in large gulps */
 	bool plain_to;			/* the sink is a plain socket: write to it at once */
+	bool tls_from;			/* the source is TLS: take every record already there */
 	relay_message_fn on_message;	/* may be NULL */
 	void *arg;
 };
@@ -45,6 +46,9 @@ void relay_dir_init(struct relay_dir *d, uint32_t max_message, size_t high_water
  * reads and writes (see relay.c).
  */
 void relay_dir_plain(struct relay_dir *d, bool from, bool to);
+
+/* The source is a TLS bufferevent (see relay.c). */
+void relay_dir_tls_source(struct relay_dir *d);
 
 /*
  * Scan and move everything readable from `from` to `to`. Returns 0, or -1

@@ -248,6 +248,10 @@ static void start_relay(struct session *s)
 	relay_dir_init(&s->to_client, UINT32_MAX, (size_t)cfg->relay_buffer_size, server_message, s);
 	relay_dir_plain(&s->to_server, !s->client_tls, !s->server_tls);
 	relay_dir_plain(&s->to_client, !s->server_tls, !s->client_tls);
+	if (s->client_tls)
+		relay_dir_tls_source(&s->to_server);
+	if (s->server_tls)
+		relay_dir_tls_source(&s->to_client);
 	bufferevent_write(s->server, s->startup_pkt, st->length);
 	slog_info(s, "login: user=%s database=%s replication=%s application_name=%s",
 		  st->user, st->database ? st->database : st->user,
