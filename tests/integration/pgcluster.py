@@ -297,9 +297,11 @@ class PgCluster:
             "port": self.port,
             "unix_socket_directories": self.socket_dir,
             "wal_level": "logical",
-            "max_wal_senders": 20,
-            "max_replication_slots": 20,
-            "max_connections": 100,
+            # Room for test_hardening's soak: 200 sessions through one
+            # walgate, 24 of them replication, plus stragglers.
+            "max_wal_senders": 64,
+            "max_replication_slots": 64,
+            "max_connections": 300,
             "ssl": "on",
             "ssl_cert_file": self.server_cert,
             "ssl_key_file": self.server_key,
