@@ -55,6 +55,55 @@ def cpu_seconds(pid):
     return None if t is None else t[0] + t[1]
 
 
+def child_pids(pid):
+    """The direct children of a process (all its threads'), or []."""
+    out = []
+    try:
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                out.extend(int(c) for c in f.read().split())
+    except OSError:
+        pass
+    return out
+
+
+def tree_cpu(pid):
+    """{pid: utime + stime} of a process and its direct children (a
+    synth_walsender --procs parent and its workers); {} if it is gone."""
+    out = {}
+    for p in [pid, *child_pids(pid)] if pid else []:
+        c = cpu_seconds(p)
+        if c is not None:
+            out[p] = c
+    return out
+
+
+def thread_cpu(pid):
+    """{tid: utime + stime} of every thread of a process, or {}."""
+    out = {}
+    try:
+        tids = os.listdir(f"/proc/{pid}/task")
+    except (OSError, TypeError):
+        return out
+    for tid in tids:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(tid)] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+def machine_cpu():
+    """(busy, total) jiffies of all CPUs from /proc/stat (busy excludes idle and iowait)."""
+    with open("/proc/stat") as f:
+        vals = [int(x) for x in f.readline().split()[1:]]
+    total = sum(vals[:8])  # guest time is already in user and nice
+    return total - vals[3] - vals[4], total
+
+
 def rss_kib(pid):
     """VmRSS of a process in KiB, or None."""
     try:
@@ -299,9 +348,11 @@ class WalgateProc:
     """walgate through tests/integration/walgate.py, with an info log and a
     metrics port of its own. tls=(cert, key) puts TLS on both legs
     (client_tls = require, server_tls = require); without it both legs are
-    plaintext (server_tls = disable)."""
+    plaintext (server_tls = disable). workers=N writes `workers = N` into
+    [walgate] (else walgate's default, one per CPU)."""
 
-    def __init__(self, workdir, upstream_port, name="walgate", tls=None, max_client_conn=500):
+    def __init__(self, workdir, upstream_port, name="walgate", tls=None, max_client_conn=500,
+                 workers=None):
         self.metrics_port = free_port()
         wdir = os.path.join(workdir, name)
         os.makedirs(wdir, exist_ok=True)
@@ -310,10 +361,13 @@ class WalgateProc:
                         "server_tls": "require"}
         else:
             tls_keys = {"client_tls": "disable", "server_tls": "disable"}
+        keys = {"log_level": "info", "max_client_conn": str(max_client_conn),
+                "drain_timeout": "2s"}
+        if workers is not None:
+            keys["workers"] = str(workers)
+        self.workers = workers
         self.wg = walgate_mod.Walgate(
-            upstream_port=upstream_port, workdir=wdir,
-            walgate={"log_level": "info", "max_client_conn": str(max_client_conn),
-                     "drain_timeout": "2s"},
+            upstream_port=upstream_port, workdir=wdir, walgate=keys,
             sections={"access": {"allow": "127.0.0.0/8, ::1"},
                       "metrics": {"listen": f"{LOOPBACK_V4}:{self.metrics_port}"},
                       "tls": tls_keys})
@@ -356,10 +410,12 @@ class WalgateProc:
 
 class SynthServer:
     """bench/synth_walsender: a fake walsender that accepts plaintext and TLS
-    on one port and streams `budget` bytes of pgoutput per session."""
+    on one port and streams `budget` bytes of pgoutput per session. procs=N
+    (N > 1) forks N serving processes that take one session each at a time;
+    then pid is the parent's, and tree_cpu(pid) covers them all."""
 
     def __init__(self, workdir, binary, cert, key, budget, after="done", name="synth",
-                 keepalive_ms=10000, row_size=80, txn_rows=1000):
+                 keepalive_ms=10000, row_size=80, txn_rows=1000, procs=1):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.host = LOOPBACK_V4
@@ -369,6 +425,8 @@ class SynthServer:
                      "--key", key, "--bytes", str(budget), "--after", after,
                      "--keepalive-ms", str(keepalive_ms), "--row-size", str(row_size),
                      "--txn-rows", str(txn_rows)]
+        if procs > 1:
+            self.argv += ["--procs", str(procs)]
         self.proc = None
 
     @property

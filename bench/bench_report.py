@@ -312,6 +312,101 @@ def scrape_section(bench, w):
     w("")
 
 
+# -- scenario 7
+
+def scaling_section(bench, w):
+    a = bench.args
+    info = bench.facts.get("scaling") or {}
+    runs = bench.results.get("scaling", {})
+    k = info.get("streams", a.streams)
+    w(f"Scenario 4 with TLS on both legs, {k} sessions at once: {k} `synth_sink` processes "
+      f"(one session each, `--sslmode require`) start together and each pulls "
+      f"{a.stream_bytes / MIB:,.0f} MiB of pgoutput from `synth_walsender --procs {k}` (one "
+      f"serving process per session, so the server is not a single event loop) through one "
+      f"walgate with `client_tls = require` and `server_tls = require`. Two walgate processes "
+      f"run side by side, identical except for `[walgate] workers` "
+      f"({', '.join(str(n) for n in info.get('workers', a.scaling_workers))}); the runs "
+      "alternate between them, the order swapping every repetition, after one untimed "
+      "warm-up each. walgate's control thread hands connections to the workers round-robin, "
+      "so with 2 workers the 2 sessions run on different threads. Aggregate MB/s = the bytes "
+      "all sinks received / wall time from starting the first sink to the exit of the last "
+      "(logins and TLS handshakes included); walgate CPU s/GiB = walgate's utime + stime "
+      "(all threads) over those bytes.")
+    w("")
+    nproc = info.get("nproc")
+    w(f"**CPU budget**: this machine has {nproc} CPU{'s' if nproc != 1 else ''}, and the "
+      f"{k} server processes and {k} sinks run on it too; with TLS the servers and sinks "
+      "together spend about as much CPU per byte as walgate itself (see the table), so "
+      "walgate can have at most about one CPU's worth even with 2 workers. `machine busy` is the share of all CPUs in use "
+      "during the run (/proc/stat); near 100% means the run was CPU-bound for the machine as "
+      "a whole and a speed-up below 2 says as much about the machine as about walgate.")
+    w("")
+    seen = info.get("workers_seen") or {}
+    base = None
+    rows = []
+    for n in info.get("workers", a.scaling_workers):
+        rs = runs.get(f"walgate-tls-w{n}", [])
+        nerr = len(bench.errors.get("scaling", {}).get(f"walgate-tls-w{n}", []))
+        if not rs:
+            rows.append(f"| {n} | failed | | | | | | | | | | | | | | {nerr} failed |")
+            continue
+        mb = stats([r["mb_s"] for r in rs])
+        cpu = stats([r["proxy_cpu"] / (r["bytes"] / GIB) for r in rs])
+        user = stats([r["proxy_user"] / (r["bytes"] / GIB) for r in rs])
+        sys_ = stats([r["proxy_sys"] / (r["bytes"] / GIB) for r in rs])
+        util = stats([r["proxy_cpu"] / r["wall_s"] for r in rs])
+        srv = stats([r["server_cpu"] / (r["bytes"] / GIB) for r in rs])
+        cli = stats([r["client_cpu"] / (r["bytes"] / GIB) for r in rs])
+        busy = stats([r["machine_busy"] for r in rs])
+        threads = stats([r["busy_threads"] for r in rs])
+        # what the machine's CPUs allow when every byte costs walgate + server + sinks
+        ceil = stats([nproc * (r["bytes"] / 1e6) / (r["proxy_cpu"] + r["server_cpu"]
+                                                     + r["client_cpu"]) for r in rs
+                      if nproc and r["proxy_cpu"] + r["server_cpu"] + r["client_cpu"] > 0])
+        if base is None:
+            base = mb[0]
+        w_seen = seen.get(n)
+        rows.append(f"| {n}{'' if w_seen in (None, n) else f' (reports {w_seen})'} | "
+                    f"{mb[0]:,.0f} | {mb[1]:,.0f} | {mb[2]:,.0f} | **{mb[0] / base:.2f}** | "
+                    f"{cpu[0]:.3f} | {cpu[1]:.3f} | {cpu[2]:.3f} | "
+                    f"{user[0]:.2f} / {sys_[0]:.2f} | {util[0]:.2f} | {threads[0]:.0f} | "
+                    f"{srv[0]:.2f} | {cli[0]:.2f} | {100 * busy[0]:.0f}% | "
+                    f"{fmt(ceil[0] if ceil else None, 0)} | "
+                    f"{len(rs)}{f' ({nerr} failed)' if nerr else ''} |")
+    w("| workers | aggregate MB/s (median) | min | max | speed-up vs "
+      f"{info.get('workers', a.scaling_workers)[0]} worker | walgate CPU s/GiB (median) | min "
+      "| max | of which user / sys | walgate CPU s / wall s | walgate threads busy | "
+      "server CPU s/GiB | sinks CPU s/GiB | machine busy | CPU ceiling MB/s | runs |")
+    w("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | "
+      "---: | ---: | ---: | ---: |")
+    for r in rows:
+        w(r)
+    w("")
+    w("Speed-up = median aggregate MB/s / the first row's. `walgate threads busy` counts "
+      "walgate's threads that did at least a tenth of its CPU in the run (median): 2 shows "
+      "the sessions ran on two workers. Server and sink CPU are over the same bytes. "
+      "`CPU ceiling` = CPUs x MB / (walgate + server + sinks CPU seconds) of the run: the "
+      "aggregate rate at which every CPU of the machine would be busy with this work, the "
+      "most any number of workers could reach here.")
+    w("")
+    loads = [r["load1"] for rs in runs.values() for r in rs]
+    if info.get("load_start"):
+        w(f"Load average (1, 5, 15 min) when the scenario started: "
+          f"{' '.join(f'{x:.2f}' for x in info['load_start'])}"
+          + (f"; at the end: {' '.join(f'{x:.2f}' for x in info['load_end'])}"
+             if info.get("load_end") else "")
+          + (f"; 1-minute load after the runs: {min(loads):.2f}-{max(loads):.2f}"
+             if loads else "") + ".")
+        w("")
+    out = error_lines(bench, "scaling")
+    if bench.facts.get("scaling_error"):
+        out.append(f"- scenario failed: `{bench.facts['scaling_error'][:300]}`")
+    for line in out:
+        w(line)
+    if out:
+        w("")
+
+
 # -- targets of issue #7
 
 def summary_rows(bench):
@@ -427,6 +522,9 @@ def render(bench, started, m, argv):
           "to synth_sink; one warm-up run per target first")
     if "memory" in a.scenarios:
         w(f"- 5, memory: {a.idle_sessions:,} idle sessions asked for")
+    if "scaling" in a.scenarios:
+        w(f"- 7, scaling: {a.streams} concurrent TLS streams of {a.stream_bytes / MIB:,.0f} MiB "
+          f"each, walgate `workers` = {', '.join(map(str, a.scaling_workers))}")
     if "scrape" in a.scenarios:
         w(f"- 6, scrape: {a.scrape_slots:,} replication sessions, {a.scrapes} scrapes")
     if a.scenarios & {"replication", "snapshot", "rt"}:
@@ -506,6 +604,11 @@ def render(bench, started, m, argv):
         w("## 6. Scrape with many slots")
         w("")
         scrape_section(bench, w)
+
+    if "scaling" in a.scenarios:
+        w("## 7. Scaling with workers (scenario 4, TLS both legs, concurrent streams)")
+        w("")
+        scaling_section(bench, w)
 
     errs = bench.facts.get("walgate_log_errors") or []
     if errs:

@@ -1,4 +1,4 @@
-"""Scenarios 4-6 of run_bench.py, on bench/synth_walsender and bench/synth_sink
+"""Scenarios 4-7 of run_bench.py, on bench/synth_walsender and bench/synth_sink
 instead of PostgreSQL:
 
   4. proxy cost per byte: one session streams --stream-bytes of pgoutput
@@ -7,7 +7,10 @@ instead of PostgreSQL:
      `openssl speed -evp aes-128-gcm` says one decrypt plus one encrypt costs;
   5. memory: N idle logged-in sessions held through a fresh proxy; resident
      memory per session;
-  6. scrape: /metrics with S replication sessions (slots s_0 ... s_S-1) open.
+  6. scrape: /metrics with S replication sessions (slots s_0 ... s_S-1) open;
+  7. scaling ("4s"): scenario 4 with TLS on both legs and K concurrent
+     streams, through walgate with workers = 1 and with workers = 2; aggregate
+     MB/s, walgate CPU s/GiB and the speed-up.
 
 SynthScenarios is mixed into run_bench.Bench, which provides args, workdir,
 certs, results, errors, facts and measure().
@@ -27,7 +30,7 @@ import tempfile
 import time
 
 from bench_procs import (BenchError, HAProxy, Stunnel, SynthServer, WalgateProc, cpu_seconds,
-                         die_with_parent, rss_kib)
+                         cpu_times, die_with_parent, machine_cpu, rss_kib, thread_cpu, tree_cpu)
 
 GIB = float(1 << 30)
 MIB = float(1 << 20)
@@ -133,7 +136,7 @@ def openssl_speed(secs, decrypt):
 
 
 class SynthScenarios:
-    """Scenarios 4-6 (see the module docstring)."""
+    """Scenarios 4-7 (see the module docstring; 7 is ScalingMixin, below)."""
 
     def synth_bins(self):
         return self.args.synth_walsender, self.args.synth_sink
@@ -370,6 +373,118 @@ class SynthScenarios:
         full = info.get("full") or {}
         log(f"  scrape: {info.get('slot_series', 0)} walgate_slot_ samples, "
             f"median {full.get('median_ms', 0):.1f} ms")
+
+
+def scaling_key(workers):
+    return f"walgate-tls-w{workers}"
+
+
+class ScalingMixin:
+    """Scenario 7 (mixed into SynthScenarios)."""
+
+    def scaling_run(self, wg, synth):
+        """K synth_sink processes at once, one TLS session each, through wg; the
+        aggregate and what every process involved spent."""
+        a = self.args
+        _, sink_bin = self.synth_bins()
+        b0 = wg.bytes_relayed()
+        m0, s0, w0 = machine_cpu(), tree_cpu(synth.pid), cpu_times(wg.pid)
+        t0_threads = thread_cpu(wg.pid)
+        c0 = children_cpu()
+        t0 = time.perf_counter()
+        sinks = [subprocess.Popen(sink_argv(sink_bin, wg.host, wg.port, True, timeout=900),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                  stderr=subprocess.PIPE, text=True, preexec_fn=die_with_parent)
+                 for _ in range(a.streams)]
+        outs = []
+        try:
+            for p in sinks:
+                out, err = p.communicate(timeout=930)
+                outs.append((p.returncode, out, err))
+        finally:
+            for p in sinks:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
+        wall = time.perf_counter() - t0
+        w1, s1, m1 = cpu_times(wg.pid), tree_cpu(synth.pid), machine_cpu()
+        t1_threads = thread_cpu(wg.pid)
+        client = children_cpu() - c0
+        streams = []
+        for rc, out, err in outs:
+            res = parse_sink_json(out) if out.strip() else {}
+            if rc != 0 or res.get("failed") or not res.get("bytes"):
+                raise BenchError(f"synth_sink failed ({rc}): {err.strip()[-400:]}")
+            streams.append(res)
+        total = sum(r["bytes"] for r in streams)
+        if w0 is None or w1 is None:
+            raise BenchError("walgate exited during the run")
+        run = {"wall_s": wall, "bytes": total, "mb_s": total / wall / 1e6,
+               "stream_mb_s": [r["bytes"] / (r["stream_s"] or r["wall_s"]) / 1e6
+                               for r in streams],
+               "proxy_user": w1[0] - w0[0], "proxy_sys": w1[1] - w0[1],
+               "client_cpu": client,
+               "server_cpu": sum(s1.get(p, 0) - c for p, c in s0.items()),
+               "server_busy_procs": sum(1 for p, c in s0.items()
+                                        if s1.get(p, c) - c > 0.05 * wall),
+               "machine_busy": (m1[0] - m0[0]) / max(1, m1[1] - m0[1]),
+               "load1": os.getloadavg()[0]}
+        run["proxy_cpu"] = run["proxy_user"] + run["proxy_sys"]
+        per_thread = sorted((t1_threads.get(t, c) - c for t, c in t0_threads.items()),
+                            reverse=True)
+        run["threads_cpu"] = per_thread[:4]
+        # threads doing at least a tenth of walgate's work in this run
+        run["busy_threads"] = sum(1 for c in per_thread if c >= 0.1 * max(run["proxy_cpu"],
+                                                                             0.01))
+        b1 = wg.bytes_relayed()
+        if b0 is not None and b1 is not None:
+            run["wire_bytes"] = b1 - b0
+        return run
+
+    def scenario_scaling(self, stack):
+        a = self.args
+        server_bin, _ = self.synth_bins()
+        cert, key = self.certs
+        k = a.streams
+        info = {"streams": k, "workers": a.scaling_workers, "nproc": os.cpu_count(),
+                "load_start": os.getloadavg()}
+        self.facts["scaling"] = info
+        synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key,
+                                                   a.stream_bytes, after="done",
+                                                   name="synth-scaling", procs=k))
+        wgs = {}
+        for n in a.scaling_workers:
+            wgs[n] = self.start_proc(stack, WalgateProc(
+                self.workdir, synth.port, name=f"walgate-scaling-w{n}", tls=(cert, key),
+                workers=n))
+            text = wgs[n].scrape()
+            m = re.search(r"^walgate_workers\s+(\d+)", text, re.M)
+            info.setdefault("workers_seen", {})[n] = int(m.group(1)) if m else None
+        log(f"scenario 7: {k} TLS streams of {a.stream_bytes / MIB:.0f} MiB at once through "
+            f"walgate with workers = {', '.join(map(str, a.scaling_workers))}; warm-up")
+        for n, wg in wgs.items():
+            try:
+                self.scaling_run(wg, synth)
+            except (BenchError, subprocess.TimeoutExpired) as e:
+                log(f"  warm-up workers={n}: {e}")
+        order = list(a.scaling_workers)
+        for rep in range(a.reps):
+            j = rep % len(order)
+            for n in order[j:] + order[:j]:
+                key = scaling_key(n)
+                try:
+                    r = self.scaling_run(wgs[n], synth)
+                except (BenchError, subprocess.TimeoutExpired, OSError) as e:
+                    log(f"  scaling workers={n}: FAILED {e}")
+                    self.errors.setdefault("scaling", {}).setdefault(key, []).append(str(e))
+                    continue
+                self.results.setdefault("scaling", {}).setdefault(key, []).append(r)
+                log(f"  scaling rep {rep + 1} workers={n}: {r['mb_s']:.0f} MB/s "
+                    f"({' + '.join(f'{x:.0f}' for x in r['stream_mb_s'])}), walgate "
+                    f"{r['proxy_cpu'] / (r['bytes'] / GIB):.2f} CPU s/GiB, threads "
+                    f"{' '.join(f'{c:.2f}' for c in r['threads_cpu'])} s, machine "
+                    f"{100 * r['machine_busy']:.0f}% busy, load {r['load1']:.2f}")
+        info["load_end"] = os.getloadavg()
 
 
 def active_connections(wg):

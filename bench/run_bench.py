@@ -15,9 +15,12 @@ Scenarios (numbered as in issue #7; see bench/README.md):
      proxy to bench/synth_sink; proxy CPU seconds per GiB, plaintext and TLS
   5. memory: 10,000 idle sessions through a fresh proxy; RSS per session
   6. scrape: /metrics with 1,000 replication sessions (per-slot series)
+  7. scaling ("4s"): scenario 4 with TLS on both legs, --streams concurrent
+     sessions through walgate with workers = 1 and workers = 2; aggregate
+     MB/s, walgate CPU seconds per GiB, speed-up
 
 Scenarios 1-3 run against one throwaway PostgreSQL 15 (tests/integration/
-pgcluster.py); scenarios 4-6 against the synthetic walsender. Every scenario
+pgcluster.py); scenarios 4-7 against the synthetic walsender. Every scenario
 runs every target it applies to, the order of the targets rotating from one
 repetition to the next; the report gives medians, minima, maxima and ratios
 to the direct connection. This is a benchmark, not a test: nothing is
@@ -54,14 +57,14 @@ from pgcluster import (LOOPBACK_V4, TEST_DB, TEST_PASSWORD, TEST_USER, PgCluster
 import walgate as walgate_mod  # noqa: E402
 from bench_procs import (BenchError, HAProxy, PgBouncer, Stunnel, WalgateProc,  # noqa: E402
                          cpu_times, die_with_parent)
-from bench_synth import SynthScenarios  # noqa: E402
+from bench_synth import ScalingMixin, SynthScenarios  # noqa: E402
 import bench_report  # noqa: E402
 
 PLAIN_TARGETS = ("direct", "walgate", "haproxy", "pgbouncer")
 TLS_TARGETS = ("direct-tls", "walgate-tls", "stunnel")
 TARGETS = PLAIN_TARGETS + TLS_TARGETS
 SCENARIOS = {"1": "replication", "2": "snapshot", "3": "rt", "4": "stream", "5": "memory",
-             "6": "scrape"}
+             "6": "scrape", "7": "scaling", "4s": "scaling"}
 PG_SCENARIOS = ("replication", "snapshot", "rt")
 
 SNAP_TABLE = "bench_snapshot"
@@ -108,7 +111,7 @@ def run_client(argv, timeout, stdout=subprocess.PIPE, tls=False):
 # --------------------------------------------------------------------------
 # The benchmark
 
-class Bench(SynthScenarios):
+class Bench(SynthScenarios, ScalingMixin):
     def __init__(self, args):
         self.args = args
         self.cluster = None
@@ -456,7 +459,8 @@ class Bench(SynthScenarios):
                     self.facts["walgate_log_errors"] = self._walgate_log_errors()
                     log("stopping PostgreSQL and its proxies")
             for key, fn in (("stream", self.scenario_stream), ("memory", self.scenario_memory),
-                            ("scrape", self.scenario_scrape)):
+                            ("scrape", self.scenario_scrape),
+                            ("scaling", self.scenario_scaling)):
                 if key not in a.scenarios:
                     continue
                 if not (os.access(a.synth_walsender, os.X_OK) and os.access(a.synth_sink, os.X_OK)):
@@ -599,7 +603,13 @@ def parse_args(argv):
                    help="rows of the COPY table (default 1000000, --quick 100000)")
     p.add_argument("--repl-rows", type=int, help="backlog rows (default 1000000, --quick 50000)")
     p.add_argument("--stream-bytes", type=parse_size,
-                   help="scenario 4 bytes per run, e.g. 1G (default 1G, --quick 64M)")
+                   help="scenario 4 bytes per run, scenario 7 bytes per stream, e.g. 1G "
+                        "(default 1G, --quick 64M)")
+    p.add_argument("--streams", type=int, default=2,
+                   help="scenario 7: concurrent TLS streams (default 2)")
+    p.add_argument("--scaling-workers", default="1,2",
+                   help="scenario 7: walgate worker counts compared, the first is the "
+                        "baseline of the speed-up (default 1,2)")
     p.add_argument("--idle-sessions", type=int,
                    help="scenario 5 sessions (default 10000, --quick 300; capped by RLIMIT_NOFILE)")
     p.add_argument("--scrape-slots", type=int,
@@ -608,9 +618,9 @@ def parse_args(argv):
     p.add_argument("--targets", default=",".join(TARGETS),
                    help="comma-separated subset of " + ",".join(TARGETS)
                    + " (direct always runs; direct-tls whenever a TLS target runs)")
-    p.add_argument("--scenarios", default="1,2,3,4,5,6",
+    p.add_argument("--scenarios", default="1,2,3,4,5,6,7",
                    help="comma-separated numbers or names: 1 replication, 2 snapshot, 3 rt, "
-                        "4 stream, 5 memory, 6 scrape (default all)")
+                        "4 stream, 5 memory, 6 scrape, 7 (or 4s) scaling (default all)")
     p.add_argument("--haproxy-threads", type=int, default=1,
                    help="HAProxy nbthread (default 1, like walgate's single event loop)")
     p.add_argument("--profile", action="store_true",
@@ -634,6 +644,12 @@ def parse_args(argv):
     a.scrape_slots = a.scrape_slots or (100 if q else 1000)
     a.scrapes = a.scrapes or (5 if q else 20)
     a.clients = [int(c) for c in a.clients.split(",") if c.strip()]
+    try:
+        a.scaling_workers = [int(n) for n in a.scaling_workers.split(",") if n.strip()]
+    except ValueError:
+        p.error(f"bad --scaling-workers: {a.scaling_workers}")
+    if not a.scaling_workers or min(a.scaling_workers) < 1 or a.streams < 1 or a.streams > 64:
+        p.error("--scaling-workers needs counts >= 1 and --streams 1-64")
     a.targets = {"direct"} | {t.strip() for t in a.targets.split(",") if t.strip()}
     unknown = a.targets - set(TARGETS)
     if unknown:

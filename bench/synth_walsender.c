@@ -10,7 +10,13 @@
  * and accepts standby status updates. Nothing here is PostgreSQL's code.
  *
  *   synth_walsender --listen 127.0.0.1:6000 [--cert F --key F] [--bytes 1G]
- *       [--row-size 80] [--txn-rows 1000] [--after done|close|idle]
+ *       [--row-size 80] [--txn-rows 1000] [--after done|close|idle] [--procs N]
+ *
+ * One process runs one event loop, so all its sessions share one CPU. With
+ * --procs N (N > 1) the process binds the port and forks N children that
+ * accept on the same socket; a child with a session open stops accepting
+ * until it ends, so N concurrent sessions land on N processes. The parent
+ * only waits and passes SIGTERM/SIGINT on.
  */
 #include "synth_common.h"
 #include "synth_pgoutput.h"
@@ -23,6 +29,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <event2/buffer.h>
@@ -41,16 +50,18 @@ enum state { ST_STARTUP, ST_READY, ST_STREAM, ST_WAIT_COPYDONE, ST_IDLE, ST_CLOS
 static struct {
 	const char *listen, *cert, *key, *suites;
 	uint64_t budget;
-	unsigned row_size, txn_rows, keepalive_ms;
+	unsigned row_size, txn_rows, keepalive_ms, procs;
 	enum after after;
 	bool verbose;
-} opt = { "127.0.0.1:0", NULL, NULL, NULL, 1ull << 30, 80, 1000, 10000, AFTER_DONE, false };
+} opt = { "127.0.0.1:0", NULL, NULL, NULL, 1ull << 30, 80, 1000, 10000, 1, AFTER_DONE, false };
 
 static struct event_base *base;
 static SSL_CTX *tls_ctx;
 static size_t max_msg;
 static uint64_t total_bytes, total_sessions, total_streams;
 static uint32_t next_pid = 40000;
+static struct evconnlistener *listener;
+static unsigned live_conns;	/* --procs > 1: sessions of this child */
 
 struct conn {
 	struct bufferevent *bev;
@@ -68,6 +79,8 @@ static void conn_event(struct bufferevent *bev, short what, void *arg);
 
 static void conn_free(struct conn *c)
 {
+	if (opt.procs > 1 && live_conns > 0 && --live_conns == 0)
+		evconnlistener_enable(listener);
 	if (c->ka)
 		event_free(c->ka);
 	if (c->bev)
@@ -396,6 +409,8 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
 	}
 	c->fd = fd;
 	c->gen.lsn = SYNTH_START_LSN;
+	if (opt.procs > 1 && live_conns++ == 0)
+		evconnlistener_disable(l);	/* the next session goes to another child */
 	c->bev = bufferevent_socket_new(base, fd, 0);
 	if (!c->bev) {
 		conn_free(c);
@@ -420,8 +435,80 @@ static void usage(void)
 {
 	fprintf(stderr, "usage: synth_walsender [--listen HOST:PORT] [--cert FILE --key FILE]\n"
 		"  [--ciphersuites LIST] [--bytes SIZE] [--row-size N] [--txn-rows N]\n"
-		"  [--after done|close|idle] [--keepalive-ms N] [--verbose]\n");
+		"  [--after done|close|idle] [--keepalive-ms N] [--procs N] [--verbose]\n");
 	exit(2);
+}
+
+static unsigned local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof ss;
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	return ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+					      : ((struct sockaddr_in *)&ss)->sin_port);
+}
+
+static int serve(struct evconnlistener *l);
+
+/* --procs N: bind here, fork N children that each run an event loop on the
+ * shared socket, wait for SIGTERM/SIGINT (or a child's death) and stop them. */
+static int run_procs(const struct sockaddr_storage *ss, int sslen)
+{
+	pid_t kids[64];
+	sigset_t set;
+	int fd, one = 1, sig, status, rc = 0;
+	unsigned i, n = 0;
+
+	fd = socket(ss->ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+	    bind(fd, (const struct sockaddr *)ss, (socklen_t)sslen) < 0 || listen(fd, 4096) < 0) {
+		fprintf(stderr, "synth_walsender: cannot listen on %s: %s\n", opt.listen,
+			strerror(errno));
+		return 1;
+	}
+	sigemptyset(&set);
+	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGCHLD);
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	fflush(stdout);
+	for (i = 0; i < opt.procs; i++) {
+		pid_t pid = fork();
+
+		if (pid < 0) {
+			fprintf(stderr, "synth_walsender: fork: %s\n", strerror(errno));
+			rc = 1;
+			break;
+		}
+		if (pid == 0) {
+			struct evconnlistener *l;
+
+			sigprocmask(SIG_UNBLOCK, &set, NULL);
+			prctl(PR_SET_PDEATHSIG, SIGTERM);
+			base = event_base_new();
+			l = evconnlistener_new(base, accept_cb, NULL,
+					       LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, -1, fd);
+			if (!base || !l)
+				_exit(1);
+			_exit(serve(l));
+		}
+		kids[n++] = pid;
+	}
+	if (rc == 0) {
+		printf("listening on port %u (%u processes)\n", local_port(fd), n);
+		fflush(stdout);
+		sigwait(&set, &sig);
+	}
+	for (i = 0; i < n; i++)
+		kill(kids[i], SIGTERM);
+	for (i = 0; i < n; i++)
+		if (waitpid(kids[i], &status, 0) == kids[i] &&
+		    !(WIFEXITED(status) && WEXITSTATUS(status) == 0))
+			rc = 1;
+	close(fd);
+	return rc;
 }
 
 int main(int argc, char **argv)
@@ -431,11 +518,10 @@ int main(int argc, char **argv)
 		{ "ciphersuites", 1, NULL, 's' }, { "bytes", 1, NULL, 'b' },
 		{ "row-size", 1, NULL, 'r' }, { "txn-rows", 1, NULL, 't' },
 		{ "after", 1, NULL, 'a' }, { "keepalive-ms", 1, NULL, 'K' },
-		{ "verbose", 0, NULL, 'v' }, { NULL, 0, NULL, 0 },
+		{ "procs", 1, NULL, 'P' }, { "verbose", 0, NULL, 'v' }, { NULL, 0, NULL, 0 },
 	};
 	struct sockaddr_storage ss;
 	struct evconnlistener *l;
-	struct event *sigs[2];
 	int o, sslen;
 
 	while ((o = getopt_long(argc, argv, "", longs, NULL)) != -1) {
@@ -448,6 +534,7 @@ int main(int argc, char **argv)
 		case 'r': opt.row_size = (unsigned)atoi(optarg); break;
 		case 't': opt.txn_rows = (unsigned)atoi(optarg); break;
 		case 'K': opt.keepalive_ms = (unsigned)atoi(optarg); break;
+		case 'P': opt.procs = (unsigned)atoi(optarg); break;
 		case 'v': opt.verbose = true; break;
 		case 'a':
 			if (!strcmp(optarg, "done")) opt.after = AFTER_DONE;
@@ -459,6 +546,7 @@ int main(int argc, char **argv)
 		}
 	}
 	if (optind != argc || opt.row_size > (1u << 20) || opt.txn_rows == 0 ||
+	    opt.procs == 0 || opt.procs > 64 ||
 	    !opt.cert != !opt.key || synth_parse_addr(opt.listen, &ss, &sslen) < 0)
 		usage();
 	signal(SIGPIPE, SIG_IGN);
@@ -466,6 +554,8 @@ int main(int argc, char **argv)
 		return 1;
 	if (!(max_msg = synth_pgoutput_init(opt.row_size, opt.txn_rows)))
 		usage();
+	if (opt.procs > 1)
+		return run_procs(&ss, sslen);
 	base = event_base_new();
 	l = evconnlistener_new_bind(base, accept_cb, NULL,
 				    LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC,
@@ -475,11 +565,18 @@ int main(int argc, char **argv)
 			strerror(errno));
 		return 1;
 	}
-	evconnlistener_set_error_cb(l, accept_error);
-	sslen = (int)sizeof ss;
-	getsockname(evconnlistener_get_fd(l), (struct sockaddr *)&ss, (socklen_t *)&sslen);
-	printf("listening on port %u\n", ntohs(((struct sockaddr_in *)&ss)->sin_port));
+	printf("listening on port %u\n", local_port(evconnlistener_get_fd(l)));
 	fflush(stdout);
+	return serve(l);
+}
+
+/* One event loop on listener l until SIGTERM or SIGINT. */
+static int serve(struct evconnlistener *l)
+{
+	struct event *sigs[2];
+
+	listener = l;
+	evconnlistener_set_error_cb(l, accept_error);
 	sigs[0] = evsignal_new(base, SIGTERM, on_signal, NULL);
 	sigs[1] = evsignal_new(base, SIGINT, on_signal, NULL);
 	event_add(sigs[0], NULL);
