@@ -45,11 +45,6 @@ struct metrics_server {
 	size_t npending, cappending;
 };
 
-static void family(struct evbuffer *b, const char *name, const char *type, const char *help)
-{
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
 static void sample(struct evbuffer *b, const char *name, const char *labels, double v)
 {
 	if (labels)
@@ -60,7 +55,7 @@ static void sample(struct evbuffer *b, const char *name, const char *labels, dou
 
 static void counter(struct evbuffer *b, const char *name, const char *help, uint64_t v)
 {
-	family(b, name, "counter", help);
+	metrics_family(b, name, "counter", help);
 	sample(b, name, NULL, (double)v);
 }
 
@@ -71,16 +66,16 @@ static void render_connections(struct evbuffer *b, const struct worker_snapshot 
 
 	counter(b, "walgate_connections_accepted_total",
 		"Client connections accepted past the allow list.", st->accepted);
-	family(b, "walgate_connections_rejected_total", "counter",
+	metrics_family(b, "walgate_connections_rejected_total", "counter",
 	       "Client connections turned away before reaching the upstream, by reason.");
 	for (int r = 0; r < REJECT_REASONS; r++) {
 		snprintf(labels, sizeof(labels), "reason=\"%s\"", reject_reason_name((enum reject_reason)r));
 		sample(b, "walgate_connections_rejected_total", labels, (double)st->rejected[r]);
 	}
-	family(b, "walgate_connections_active", "gauge", "Client connections open now, by kind.");
+	metrics_family(b, "walgate_connections_active", "gauge", "Client connections open now, by kind.");
 	sample(b, "walgate_connections_active", "kind=\"replication\"", snap->replication);
 	sample(b, "walgate_connections_active", "kind=\"regular\"", snap->regular);
-	family(b, "walgate_bytes_total", "counter", "Bytes relayed, by direction.");
+	metrics_family(b, "walgate_bytes_total", "counter", "Bytes relayed, by direction.");
 	sample(b, "walgate_bytes_total", "direction=\"client_to_upstream\"", (double)st->bytes_client_to_server);
 	sample(b, "walgate_bytes_total", "direction=\"upstream_to_client\"", (double)st->bytes_server_to_client);
 }
@@ -92,13 +87,13 @@ static void render_tls(struct evbuffer *b, const struct worker_stats *st, const 
 	SSL_CTX *ctxs[] = { g->tls_server, g->tls_client };
 	char labels[64];
 
-	family(b, "walgate_tls_handshakes_total", "counter", "TLS handshakes, by leg and result.");
+	metrics_family(b, "walgate_tls_handshakes_total", "counter", "TLS handshakes, by leg and result.");
 	for (int leg = 0; leg < 2; leg++)
 		for (int r = 0; r < 2; r++) {
 			snprintf(labels, sizeof(labels), "leg=\"%s\",result=\"%s\"", legs[leg], results[r]);
 			sample(b, "walgate_tls_handshakes_total", labels, (double)st->tls_handshakes[leg][r]);
 		}
-	family(b, "walgate_tls_certificate_expiry_timestamp_seconds", "gauge",
+	metrics_family(b, "walgate_tls_certificate_expiry_timestamp_seconds", "gauge",
 	       "When walgate's own certificate for a leg expires, in seconds since the epoch.");
 	for (int leg = 0; leg < 2; leg++) {
 		time_t t = tls_ctx_cert_expiry(ctxs[leg]);
@@ -115,15 +110,15 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	const struct config *cfg = config_current();
 	const struct worker_stats *st = &snap->stats;
 
-	family(b, "walgate_build_info", "gauge", "Always 1; the version is a label.");
+	metrics_family(b, "walgate_build_info", "gauge", "Always 1; the version is a label.");
 	sample(b, "walgate_build_info", "version=\"" WALGATE_VERSION "\"", 1);
-	family(b, "walgate_start_time_seconds", "gauge", "When walgate started, in seconds since the epoch.");
+	metrics_family(b, "walgate_start_time_seconds", "gauge", "When walgate started, in seconds since the epoch.");
 	sample(b, "walgate_start_time_seconds", NULL, (double)m->shared->started_at);
-	family(b, "walgate_workers", "gauge", "Worker threads running sessions.");
+	metrics_family(b, "walgate_workers", "gauge", "Worker threads running sessions.");
 	sample(b, "walgate_workers", NULL, workers_count(m->workers));
 	render_connections(b, snap);
 	render_tls(b, st, generation_current());
-	family(b, "walgate_protocol_errors_total", "counter",
+	metrics_family(b, "walgate_protocol_errors_total", "counter",
 	       "Messages that broke the protocol, by kind (client, upstream, replication_command, "
 	       "replication_stream, pgoutput).");
 	for (int k = 0; k < PROTO_ERR_KINDS; k++) {
@@ -142,7 +137,7 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	counter(b, "walgate_sessions_closed_by_reload_total",
 		"Sessions closed because a reload removed their source from the allow list.",
 		st->sessions_closed_by_reload);
-	family(b, "walgate_config_generation", "gauge",
+	metrics_family(b, "walgate_config_generation", "gauge",
 	       "Generation of the configuration in force (the rule set version in logs).");
 	sample(b, "walgate_config_generation", NULL, cfg->generation);
 	metrics_slots_render(b, snap->slots, snap->nslots, m->mon);

@@ -8,7 +8,6 @@
 #include <event2/buffer.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "monitor.h"
 #include "pg_repl_stream.h"
@@ -39,15 +38,7 @@ static void json_escape(struct evbuffer *b, const char *v)
 	}
 }
 
-static double unix_now(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
-}
-
-static void family(struct evbuffer *b, const char *name, const char *type, const char *help)
+void metrics_family(struct evbuffer *b, const char *name, const char *type, const char *help)
 {
 	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -156,12 +147,12 @@ static void stream_values(struct evbuffer *b, enum stream_value f, const struct 
 
 static void render_stream(struct evbuffer *b, const struct slot_view *v, size_t n)
 {
-	double now_unix = unix_now();
+	double now_unix = slots_unix_now();
 
 	if (n == 0)
 		return;
 	for (int f = 0; f < SV_COUNT; f++) {
-		family(b, stream_families[f].name, stream_families[f].type, stream_families[f].help);
+		metrics_family(b, stream_families[f].name, stream_families[f].type, stream_families[f].help);
 		for (size_t i = 0; i < n; i++)
 			stream_values(b, (enum stream_value)f, &v[i], now_unix);
 	}
@@ -178,12 +169,12 @@ static void render_upstream_slots(struct evbuffer *b, const struct monitor_view 
 
 	if (v->nslots == 0)
 		return;
-	family(b, "walgate_upstream_slot_active", "gauge",
+	metrics_family(b, "walgate_upstream_slot_active", "gauge",
 	       "1 when the upstream reports a consumer on the slot (pg_replication_slots.active).");
 	for (i = 0; i < v->nslots; i++)
 		slot_sample(b, "walgate_upstream_slot_active", v->slots[i].name, v->slots[i].database,
 			    NULL, v->slots[i].active);
-	family(b, "walgate_upstream_slot_info", "gauge", "Always 1; the slot's type and plugin are labels.");
+	metrics_family(b, "walgate_upstream_slot_info", "gauge", "Always 1; the slot's type and plugin are labels.");
 	for (i = 0; i < v->nslots; i++) {
 		evbuffer_add(b, "walgate_upstream_slot_info{slot=\"", 33);
 		metrics_escape(b, v->slots[i].name);
@@ -193,25 +184,25 @@ static void render_upstream_slots(struct evbuffer *b, const struct monitor_view 
 		metrics_escape(b, v->slots[i].plugin);
 		evbuffer_add(b, "\"} 1\n", 5);
 	}
-	family(b, "walgate_upstream_slot_lag_bytes", "gauge",
+	metrics_family(b, "walgate_upstream_slot_lag_bytes", "gauge",
 	       "The upstream's current WAL position minus the slot's confirmed_flush_lsn (restart_lsn for physical slots).");
 	for (i = 0; i < v->nslots; i++)
 		if (v->slots[i].has_lag)
 			slot_sample(b, "walgate_upstream_slot_lag_bytes", v->slots[i].name,
 				    v->slots[i].database, NULL, v->slots[i].lag_bytes);
-	family(b, "walgate_upstream_slot_retained_bytes", "gauge",
+	metrics_family(b, "walgate_upstream_slot_retained_bytes", "gauge",
 	       "WAL the upstream keeps for the slot: its current position minus restart_lsn.");
 	for (i = 0; i < v->nslots; i++)
 		if (v->slots[i].has_retained)
 			slot_sample(b, "walgate_upstream_slot_retained_bytes", v->slots[i].name,
 				    v->slots[i].database, NULL, v->slots[i].retained_bytes);
-	family(b, "walgate_upstream_slot_safe_wal_size_bytes", "gauge",
+	metrics_family(b, "walgate_upstream_slot_safe_wal_size_bytes", "gauge",
 	       "WAL that can still be written before the slot is in danger of losing files (safe_wal_size); absent when unlimited.");
 	for (i = 0; i < v->nslots; i++)
 		if (v->slots[i].has_safe_wal)
 			slot_sample(b, "walgate_upstream_slot_safe_wal_size_bytes", v->slots[i].name,
 				    v->slots[i].database, NULL, v->slots[i].safe_wal_size_bytes);
-	family(b, "walgate_upstream_slot_wal_status", "gauge",
+	metrics_family(b, "walgate_upstream_slot_wal_status", "gauge",
 	       "1 for the slot's wal_status (reserved, extended, unreserved, lost), 0 for the others.");
 	for (i = 0; i < v->nslots; i++)
 		for (size_t k = 0; k < sizeof(wal_statuses) / sizeof(wal_statuses[0]); k++) {
@@ -225,14 +216,14 @@ static void render_upstream(struct evbuffer *b, const struct monitor_view *v)
 {
 	if (!v->enabled)
 		return;
-	family(b, "walgate_upstream_up", "gauge",
+	metrics_family(b, "walgate_upstream_up", "gauge",
 	       "1 when the last poll of the upstream ([monitor] conninfo) succeeded.");
 	evbuffer_add_printf(b, "walgate_upstream_up %d\n", v->up == 1);
 	if (v->last_poll_unix) {
-		family(b, "walgate_upstream_poll_duration_seconds", "gauge",
+		metrics_family(b, "walgate_upstream_poll_duration_seconds", "gauge",
 		       "How long the last poll of the upstream took, connecting included.");
 		evbuffer_add_printf(b, "walgate_upstream_poll_duration_seconds %.17g\n", v->poll_duration);
-		family(b, "walgate_upstream_last_poll_timestamp_seconds", "gauge",
+		metrics_family(b, "walgate_upstream_last_poll_timestamp_seconds", "gauge",
 		       "When the last poll of the upstream ended, in seconds since the epoch.");
 		evbuffer_add_printf(b, "walgate_upstream_last_poll_timestamp_seconds %.17g\n", v->last_poll_unix);
 	}
@@ -334,7 +325,7 @@ static void json_slot(struct evbuffer *b, const char *name, const char *db,
 	json_string(b, "database", db);
 	evbuffer_add(b, ",\"stream\":", 10);
 	if (s)
-		json_stream(b, s, unix_now());
+		json_stream(b, s, slots_unix_now());
 	else
 		evbuffer_add(b, "null", 4);
 	evbuffer_add(b, ",\"upstream\":", 12);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 #include "log.h"
 #include "pg_wire.h"
@@ -60,14 +59,6 @@ static void malformed(struct repl_track *t, enum protocol_error_kind kind, const
 	t->logged++;
 	log_write(LOG_LEVEL_WARNING, t->log_prefix, "malformed %s (%s), relayed unchanged%s", what, why,
 		  t->logged == LOG_MALFORMED_MAX ? "; further ones of this session are only counted" : "");
-}
-
-static double unix_now(void)
-{
-	struct timeval tv;
-
-	gettimeofday(&tv, NULL);
-	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
 /* ---- commands ------------------------------------------------------- */
@@ -241,7 +232,7 @@ static void client_copydata(struct repl_track *t, const struct pg_msg *m)
 		return;
 	now = slots_now_us();
 	s->status_updates++;
-	s->last_status_unix = unix_now();
+	s->last_status_unix = slots_unix_now();
 	/* 0 means "not known" to the server; positions only move forward */
 	if (cd.u.status.written > s->written_lsn)
 		s->written_lsn = cd.u.status.written;

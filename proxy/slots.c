@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/time.h>
 #include <time.h>
 
 void slots_init(struct slot_registry *r)
@@ -167,6 +168,14 @@ void slot_view_merge(struct slot_view *v, const struct slot_view *o)
 	v->keepalives += o->keepalives;
 	v->status_updates += o->status_updates;
 	v->malformed += o->malformed;
+}
+
+double slots_unix_now(void)
+{
+	struct timeval tv;
+
+	gettimeofday(&tv, NULL);
+	return (double)tv.tv_sec + (double)tv.tv_usec / 1e6;
 }
 
 int64_t slots_now_us(void)

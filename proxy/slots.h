@@ -117,6 +117,9 @@ void slot_view_merge(struct slot_view *v, const struct slot_view *other);
 /* Drop entries with no stream for longer than expiry_us. */
 void slots_expire(struct slot_registry *r, int64_t now_us, int64_t expiry_us);
 
+/* Seconds since the epoch, for timestamps shown to people. */
+double slots_unix_now(void);
+
 /* Monotonic microseconds (coarse: a few ms of resolution), the clock of every *_us above. */
 int64_t slots_now_us(void);
 
