@@ -8,13 +8,18 @@ asserts the safe outcome.
   log line and walgate_connections_rejected_total{reason="auth_timeout"};
   twenty of them no longer starve a real login; sessions already logged in
   are not touched by the deadline.
+- The metrics port: a peer outside [metrics] allow is closed at accept,
+  a request has one deadline (10 s) from accept, at most 16 connections
+  are open at once, and it never takes the descriptors the client port
+  needs.
 - Text logs: a user name or application_name with a newline, a CR or an
   escape sequence cannot forge a log line.
 """
 
+import os
 import re
+import resource
 import socket
-import ssl
 import threading
 import time
 
@@ -23,8 +28,10 @@ import pytest
 import pgwire
 from clients import connect, psql
 from pgcluster import LOOPBACK_V4, TEST_DB, TEST_USER, free_port
-from test_auth import ScramClient, certs, scram_walgate, write_auth_file  # noqa: F401 (fixture)
 from pgcluster import TEST_PASSWORD
+from test_auth import ScramClient, certs, scram_walgate, write_auth_file  # noqa: F401 (fixture)
+from test_metrics import OTHER_V4, closed_unread
+from walgate import parse_metrics
 
 pytestmark = pytest.mark.walgate_only
 
@@ -267,3 +274,116 @@ def test_control_characters_cannot_forge_log_lines(walgate_factory):
     assert b"user=mallory\\x0a2026-01-01" in raw
     assert b"app\\x1b[2J\\x1b[H\\x07\\x0a2026" in raw
     assert b"database=db\\x0d2026" in raw
+
+
+# --------------------------------------------------------------------------
+# The metrics port
+
+DROPPED = 'walgate_metrics_connections_dropped_total{{reason="{}"}}'
+
+
+def scrape_from(wg, source):
+    status, _, body = wg.http("/metrics", source=source)
+    assert status == 200, status
+    return parse_metrics(body.decode())
+
+
+def test_metrics_outside_allow_closed_before_reading(walgate_factory):
+    """Hostile: a peer outside [metrics] allow, on the address walgate
+    listens on. A silent connection is closed at once; a request sent
+    right away is never read (the close finds it unread: a reset, and no
+    reply)."""
+    wg = walgate_factory(sections={"metrics": {"allow": "127.0.0.2/32"}})
+    host, port = wg.metrics_addr
+    before = scrape_from(wg, OTHER_V4).get(DROPPED.format("not_allowed"), 0)   # the readiness probe
+    started = time.monotonic()
+    assert closed_unread(wg, LOOPBACK_V4, timeout=1.0), "a silent outsider was not closed at once"
+    assert time.monotonic() - started < 1.0
+    sock = socket.create_connection((host, port), timeout=2, source_address=(LOOPBACK_V4, 0))
+    try:
+        sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
+        closed, data, _ = pgwire.wait_closed(sock, 1.0)
+    except (BrokenPipeError, ConnectionResetError):
+        closed, data = True, b""
+    finally:
+        sock.close()
+    assert closed and data == b"", data
+    seen = scrape_from(wg, OTHER_V4)
+    assert seen[DROPPED.format("not_allowed")] == before + 2
+    assert wg.wait_for_log(r"metrics: closed connection from 127\.0\.0\.1:\d+: source not allowed")
+
+
+def test_metrics_trickling_request_closed_at_deadline(walgate_factory):
+    """Hostile: an allowed peer sends a header byte every 0.5 s. The
+    request's deadline runs from accept and is not pushed back by bytes:
+    closed at 10 s."""
+    wg = walgate_factory()
+    sock = socket.create_connection(wg.metrics_addr, timeout=2)
+    started = time.monotonic()
+    sock.sendall(b"GET /metrics HTTP/1.1\r\nHost: walgate\r\nX-Slow: ")
+    closed = False
+    try:
+        while time.monotonic() - started < 16:
+            sock.sendall(b"a")
+            sock.settimeout(0.5)
+            try:
+                if sock.recv(4096) == b"":
+                    closed = True
+                    break
+            except socket.timeout:
+                continue
+    except (BrokenPipeError, ConnectionResetError):
+        closed = True
+    finally:
+        sock.close()
+    waited = time.monotonic() - started
+    assert closed, f"a trickling request still open after {waited:.1f} s"
+    assert 9.0 < waited < 10.0 + SLACK_S, waited
+    assert wg.wait_for_metric(DROPPED.format("deadline"), lambda v: v >= 1) == 1
+    assert wg.wait_for_log(r"metrics: closed connection from 127\.0\.0\.1:\d+: no complete request")
+
+
+def fd_count(wg):
+    return len(os.listdir(f"/proc/{wg.proc.pid}/fd"))
+
+
+def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_factory):
+    """Hostile: 60 connections to the metrics port held open (allowed
+    source, nothing sent) under RLIMIT_NOFILE = 64. walgate keeps at most
+    16 of them, client logins still work beside them, and once the peer
+    lets go walgate's descriptors are back to where they were."""
+    wg = walgate_factory()
+    healthy = connect(wg)
+    resource.prlimit(wg.proc.pid, resource.RLIMIT_NOFILE, (64, 64))
+    time.sleep(0.2)
+    baseline = fd_count(wg)
+    held = []
+    try:
+        for _ in range(60):
+            try:
+                held.append(socket.create_connection(wg.metrics_addr, timeout=2))
+            except OSError:
+                break
+        time.sleep(0.5)
+        for _ in range(3):
+            conn = connect(wg, connect_timeout=5)
+            with conn.cursor() as cur:
+                cur.execute("SELECT 1")
+                assert cur.fetchone() == (1,)
+            conn.close()
+        with healthy.cursor() as cur:
+            cur.execute("SELECT 2")
+            assert cur.fetchone() == (2,)
+        alive = [s for s in held if not pgwire.wait_closed(s, 0.05)[0]]
+        assert len(alive) <= 16, len(alive)
+    finally:
+        for s in held:
+            s.close()
+    healthy.close()
+    deadline = time.monotonic() + 5
+    while fd_count(wg) > baseline - 2 and time.monotonic() < deadline:   # healthy's two are gone too
+        time.sleep(0.1)
+    assert fd_count(wg) == baseline - 2, (fd_count(wg), baseline)
+    seen = wg.metrics()
+    assert seen[DROPPED.format("too_many_connections")] + seen[DROPPED.format("descriptor_reserve")] \
+        >= 60 - 16
