@@ -68,8 +68,9 @@ static const char *const drop_names[METRICS_REFUSALS + 1] = {
 
 /*
  * Descriptors are handed out lowest first, so an accepted socket numbered
- * n means n are in use. The metrics port may not go into the last quarter
- * of RLIMIT_NOFILE: that is the client port's.
+ * n means n are in use. The metrics port may not go into the last eighth
+ * of RLIMIT_NOFILE: that is the client port's (with at most 16 metrics
+ * connections, the clients keep the rest in any case).
  */
 static int fd_ceiling(void)
 {
@@ -77,7 +78,7 @@ static int fd_ceiling(void)
 
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0 || rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur > INT32_MAX)
 		return INT32_MAX;
-	return (int)(rl.rlim_cur - rl.rlim_cur / 4);
+	return (int)(rl.rlim_cur - rl.rlim_cur / 8);
 }
 
 static void log_drop(struct metrics_conns *mc, const struct sockaddr *sa, int why)

@@ -347,14 +347,17 @@ def fd_count(wg):
     return len(os.listdir(f"/proc/{wg.proc.pid}/fd"))
 
 
-def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_factory):
+@pytest.mark.parametrize("limit", [64, 32])
+def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_factory, limit):
     """Hostile: 60 connections to the metrics port held open (allowed
-    source, nothing sent) under RLIMIT_NOFILE = 64. walgate keeps at most
-    16 of them, client logins still work beside them, and once the peer
-    lets go walgate's descriptors are back to where they were."""
+    source, nothing sent) under a low RLIMIT_NOFILE. walgate keeps at most
+    16 of them (the cap decides at 64) and none in the last eighth of the
+    limit (the reserve decides at 32: 16 would leave clients nothing),
+    client logins still work beside them, and once the peer lets go
+    walgate's descriptors are back to where they were."""
     wg = walgate_factory()
     healthy = connect(wg)
-    resource.prlimit(wg.proc.pid, resource.RLIMIT_NOFILE, (64, 64))
+    resource.prlimit(wg.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
     time.sleep(0.2)
     baseline = fd_count(wg)
     held = []
@@ -374,8 +377,9 @@ def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_fact
         with healthy.cursor() as cur:
             cur.execute("SELECT 2")
             assert cur.fetchone() == (2,)
-        alive = [s for s in held if not pgwire.wait_closed(s, 0.05)[0]]
-        assert len(alive) <= 16, len(alive)
+        # What walgate keeps of them (some may wait unaccepted in the backlog).
+        time.sleep(0.2)
+        assert fd_count(wg) <= min(baseline + 16, limit - limit // 8), (fd_count(wg), baseline)
     finally:
         for s in held:
             s.close()
@@ -384,6 +388,13 @@ def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_fact
     while fd_count(wg) > baseline - 2 and time.monotonic() < deadline:   # healthy's two are gone too
         time.sleep(0.1)
     assert fd_count(wg) == baseline - 2, (fd_count(wg), baseline)
-    seen = wg.metrics()
-    assert seen[DROPPED.format("too_many_connections")] + seen[DROPPED.format("descriptor_reserve")] \
-        >= 60 - 16
+    # The connections left in the backlog are accepted now, 16 at a time: retry.
+    deadline = time.monotonic() + 5
+    while True:
+        try:
+            seen = wg.metrics()
+            break
+        except ConnectionError:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    assert seen[DROPPED.format("too_many_connections" if limit == 64 else "descriptor_reserve")] > 0
