@@ -301,6 +301,7 @@ static enum proxy_verdict v1_body(const uint8_t *p, const uint8_t *end, bool bod
 	}
 	if (token_is(p, n, "UNKNOWN")) {
 		out->local = true;
+		out->unknown_source = true;
 		return PROXY_OK;
 	}
 	memset(&t, 0, sizeof(t));
@@ -402,8 +403,9 @@ static void v2_addresses(const uint8_t *buf, uint8_t fam, struct proxy_header *o
 		set_inet(&out->dst, &out->dstlen, AF_INET6, a + 16, pg_get_u16(a + 34));
 		break;
 	default:
-		/* a UNIX path says nothing walgate can use: the peer address applies */
+		/* a UNIX path says nothing walgate can use about the client */
 		out->local = true;
+		out->unknown_source = true;
 		break;
 	}
 }
@@ -440,6 +442,7 @@ static enum proxy_verdict v2_parse(const uint8_t *buf, size_t len, struct proxy_
 		if (len < total)
 			return PROXY_NEED_MORE;
 		out->local = true;
+		out->unknown_source = cmd == V2_CMD_PROXY;
 	} else {
 		v = v2_tlvs(buf, len, V2_HEADER_LEN + addr_len, total);
 		if (v != PROXY_OK)

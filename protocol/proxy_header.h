@@ -34,7 +34,8 @@ enum proxy_verdict {
 
 struct proxy_header {
 	int version;                  /* 1 or 2 */
-	bool local;                   /* v2 LOCAL, v1 UNKNOWN, or v2 AF_UNSPEC/AF_UNIX: no source address to use; the connection's own peer address applies */
+	bool local;                   /* v2 LOCAL, v1 UNKNOWN, or v2 AF_UNSPEC/AF_UNIX: no source address to use */
+	bool unknown_source;          /* v1 UNKNOWN, v2 PROXY with AF_UNSPEC/AF_UNIX: a relayed client the header does not name (not a v2 LOCAL, the balancer's own connection) */
 	struct sockaddr_storage src;  /* valid when !local: AF_INET or AF_INET6 with port */
 	struct sockaddr_storage dst;
 	socklen_t srclen, dstlen;

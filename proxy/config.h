@@ -43,6 +43,12 @@ enum auth_mode {
 	AUTH_SCRAM,		/* authenticate the client, then log in upstream ourselves */
 };
 
+/* A PROXY header that names no source (v1 UNKNOWN, v2 AF_UNSPEC/AF_UNIX). */
+enum proxy_unknown_mode {
+	PROXY_UNKNOWN_REFUSE,	/* close: the balancer relays someone it does not name */
+	PROXY_UNKNOWN_PEER,	/* judge by the balancer's own address */
+};
+
 struct config_addr_list {
 	struct config_addr *v;
 	size_t n;
@@ -57,6 +63,7 @@ struct config {
 	int log_format_json;
 	int max_client_conn;
 	int64_t startup_timeout_ms;
+	int64_t auth_timeout_ms;	/* accept to AuthenticationOk */
 	int64_t drain_timeout_ms;
 	int64_t max_message_size;
 	int64_t relay_buffer_size;
@@ -69,6 +76,7 @@ struct config {
 	struct allowlist *allow;
 	int proxy_protocol;		/* PROXY_ACCEPT_* bits; 0 = off */
 	struct allowlist *proxy_protocol_trusted;
+	int proxy_protocol_unknown;	/* enum proxy_unknown_mode */
 	int enforce_on_reload;
 
 	/* [tls] */

@@ -5,6 +5,13 @@
  * so lines never interleave. Text lines read
  *   2026-11-24 13:47:01.123 UTC LOG C-12 127.0.0.1:5000: message
  * and JSON lines carry the same fields as an object.
+ *
+ * Messages carry strings the client chose (user, database,
+ * application_name, before any authentication), so a line never holds a
+ * raw control character: in text lines each byte 0x00-0x1f and 0x7f is
+ * written as \xNN (a newline in a user name cannot start a forged line,
+ * an escape sequence cannot reach a terminal); JSON strings escape them as
+ * \u00NN.
  */
 #include "log.h"
 
@@ -77,6 +84,25 @@ static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
 	return len;
 }
 
+size_t log_escape_text(char *buf, size_t len, size_t cap, const char *s)
+{
+	static const char hex[] = "0123456789abcdef";
+
+	for (; *s && len + 5 < cap; s++) {
+		unsigned char c = (unsigned char)*s;
+
+		if (c < 0x20 || c == 0x7f) {
+			buf[len++] = '\\';
+			buf[len++] = 'x';
+			buf[len++] = hex[c >> 4];
+			buf[len++] = hex[c & 0x0f];
+		} else {
+			buf[len++] = (char)c;
+		}
+	}
+	return len;
+}
+
 static size_t add(char *buf, size_t len, size_t cap, const char *s)
 {
 	size_t n = strlen(s);
@@ -118,10 +144,10 @@ void log_write(enum log_level level, const char *prefix, const char *fmt, ...)
 		len = add(line, len, cap, level_names[level]);
 		len = add(line, len, cap, " ");
 		if (prefix) {
-			len = add(line, len, cap, prefix);
+			len = log_escape_text(line, len, cap, prefix);
 			len = add(line, len, cap, ": ");
 		}
-		len = add(line, len, cap, msg);
+		len = log_escape_text(line, len, cap, msg);
 	}
 	line[len++] = '\n';
 	/* Nothing sensible to do when stderr is gone. */

@@ -16,10 +16,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "allowlist.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics_conn.h"
 #include "metrics_slots.h"
 #include "monitor.h"
 #include "generation.h"
@@ -40,6 +40,7 @@ struct metrics_server {
 	struct monitor *mon;
 	struct evhttp *http;
 	struct listener_set *listeners;
+	struct metrics_conns *conns;	/* admission and deadlines (metrics_conn.c) */
 	bool accepting;
 	struct pending *pending;
 	size_t npending, cappending;
@@ -140,15 +141,8 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	metrics_family(b, "walgate_config_generation", "gauge",
 	       "Generation of the configuration in force (the rule set version in logs).");
 	sample(b, "walgate_config_generation", NULL, cfg->generation);
+	metrics_conns_render(b, m->conns);
 	metrics_slots_render(b, snap->slots, snap->nslots, m->mon);
-}
-
-static bool peer_allowed(struct evhttp_request *req)
-{
-	struct evhttp_connection *conn = evhttp_request_get_connection(req);
-	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
-
-	return sa && allowlist_match(config_current()->metrics_allow, sa);
 }
 
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *body)
@@ -221,16 +215,26 @@ static void queue_document(struct metrics_server *m, struct evhttp_request *req,
 	workers_snapshot(m->workers);	/* or one is under way: it serves this request too */
 }
 
+/* A connection went away: its waiting scrapes are freed with it. */
+static void connection_gone(void *arg, struct evhttp_connection *evcon)
+{
+	struct metrics_server *m = arg;
+	size_t kept = 0;
+
+	for (size_t i = 0; i < m->npending; i++)
+		if (evhttp_request_get_connection(m->pending[i].req) != evcon)
+			m->pending[kept++] = m->pending[i];
+	m->npending = kept;
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
 	struct metrics_server *m = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
 
-	if (!peer_allowed(req)) {
-		reply_text(req, 403, "Forbidden", "forbidden\n");
-		return;
-	}
+	/* One request per connection: its deadline runs from accept (metrics_conn.c). */
+	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	if (!path)
 		path = "/";
 	if (strcmp(path, "/metrics") && strcmp(path, "/healthz") && strcmp(path, "/readyz") &&
@@ -267,8 +271,11 @@ struct metrics_server *metrics_start(struct event_base *base, struct workers *wo
 	if (*disabled)
 		return NULL;
 	m = calloc(1, sizeof(*m));
-	if (!m || !(m->http = evhttp_new(base))) {
+	if (!m || !(m->http = evhttp_new(base)) ||
+	    !(m->conns = metrics_conns_new(base, m->http, shared, connection_gone, m))) {
 		log_error("cannot start the metrics endpoint: out of memory");
+		if (m && m->http)
+			evhttp_free(m->http);
 		free(m);
 		return NULL;
 	}
@@ -297,7 +304,9 @@ void metrics_stop(struct metrics_server *m)
 		return;
 	for (size_t i = 0; i < m->npending; i++)
 		evhttp_send_error(m->pending[i].req, 503, NULL);
+	m->npending = 0;
 	evhttp_free(m->http);
+	metrics_conns_free(m->conns);
 	listeners_close(m->listeners);
 	free(m->pending);
 	free(m);

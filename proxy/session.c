@@ -199,6 +199,35 @@ void session_set_peer(struct session *s, const struct sockaddr *sa)
 		 s->via[0] ? " via " : "", s->via);
 }
 
+/*
+ * From the startup packet on, the timer holds the authentication deadline:
+ * auth_timeout after accept, until the upstream's AuthenticationOk.
+ */
+void session_arm_auth_deadline(struct session *s)
+{
+	int64_t left = config_current()->auth_timeout_ms - (int64_t)(elapsed_seconds(s) * 1000.0);
+
+	event_del(s->timer);
+	session_arm_timer(s, left > 0 ? left : 0);
+}
+
+/*
+ * PostgreSQL's own words and code for authentication_timeout (it logs
+ * them; walgate also tells the client, which at this point waits for an
+ * authentication message and takes an ErrorResponse in its place).
+ */
+static void auth_timed_out(struct session *s)
+{
+	char why[160];
+
+	s->w->stats.rejected[REJECT_AUTH_TIMEOUT]++;
+	snprintf(why, sizeof(why), "authentication timeout: not logged in within %lld ms (in %s%s)",
+		 (long long)config_current()->auth_timeout_ms, state_names[s->state],
+		 s->tls_handshaking ? ", TLS handshake" : "");
+	slog_warning(s, "%s", why);
+	session_fail(s, PG_SQLSTATE_QUERY_CANCELED, "canceling authentication due to timeout", why);
+}
+
 static void session_timer(evutil_socket_t fd, short what, void *arg)
 {
 	struct session *s = arg;
@@ -213,7 +242,21 @@ static void session_timer(evutil_socket_t fd, short what, void *arg)
 		session_reject(s, REJECT_PROXY_HEADER, "no PROXY header from a trusted peer in time");
 		break;
 	case SESSION_STARTUP:
-		session_reject(s, REJECT_STARTUP_TIMEOUT, "startup timeout");
+		/* The earlier of the two deadlines ended it; nothing may be sent before the startup packet. */
+		if (config_current()->auth_timeout_ms < config_current()->startup_timeout_ms)
+			session_reject(s, REJECT_AUTH_TIMEOUT, s->tls_handshaking ?
+				       "authentication timeout during the TLS handshake" :
+				       "authentication timeout before the startup packet");
+		else
+			session_reject(s, REJECT_STARTUP_TIMEOUT, "startup timeout");
+		break;
+	case SESSION_AUTH:
+	case SESSION_CONNECTING:
+		auth_timed_out(s);
+		break;
+	case SESSION_RELAY:
+		if (!s->login_done)
+			auth_timed_out(s);
 		break;
 	default:
 		break;

@@ -11,6 +11,10 @@
  * both directions stream. CONNECTING covers TCP, the upstream's SSLRequest
  * and its TLS handshake; AUTH exists only with auth = scram.
  *
+ * Deadlines: startup_timeout until the StartupMessage, auth_timeout from
+ * accept until login_done (every state before the stream: TLS handshakes,
+ * AUTH, CONNECTING, the login exchange); none after it.
+ *
  * The source address is checked against the allow list at accept, before
  * any byte is read; behind a trusted load balancer, once its PROXY header
  * has named the real source.
@@ -56,7 +60,7 @@ struct session {
 	struct bufferevent *client;
 	struct bufferevent *server;
 	struct upstream_connect *connecting;
-	struct event *timer;		/* startup, connect and closing deadlines */
+	struct event *timer;		/* startup, authentication (until login_done) and closing deadlines */
 	struct timeval started;
 
 	char prefix[160];		/* "C-12 127.0.0.1:5000", for log lines */

@@ -80,6 +80,7 @@ static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
 	memcpy(s->startup_pkt, pkt, len);
 	/* Parse our own copy so that the strings outlive the input buffer. */
 	(void)pg_startup_parse(s->startup_pkt, len, &s->startup);
+	session_arm_auth_deadline(s);
 	if (s->w->auth_users && config_current()->auth == AUTH_SCRAM) {
 		session_auth_begin(s);
 		return;
@@ -310,6 +311,13 @@ static void proxy_header_read(struct session *s)
 		return;
 	}
 	evbuffer_drain(in, h.length);
+	if (h.unknown_source && cfg->proxy_protocol_unknown == PROXY_UNKNOWN_REFUSE) {
+		/* The balancer relays a client it does not name: its own address proves nothing. */
+		snprintf(why, sizeof(why), "PROXY header without a source address (%s), "
+			 "proxy_protocol_unknown = refuse", h.version == 1 ? "v1 UNKNOWN" : "v2 AF_UNSPEC or AF_UNIX");
+		session_reject(s, REJECT_PROXY_UNKNOWN, why);
+		return;
+	}
 	if (!h.local) {
 		snprintf(s->via, sizeof(s->via), "%s", s->peer);
 		session_set_peer(s, (struct sockaddr *)&h.src);
@@ -446,6 +454,8 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *peer, sockl
 			 "too many connections (max_client_conn = %d)", cfg->max_client_conn);
 		slog_warning(s, "%s", s->refuse_message);
 	}
-	session_arm_timer(s, cfg->startup_timeout_ms);
+	/* The startup phase ends by startup_timeout, and within auth_timeout too. */
+	session_arm_timer(s, cfg->startup_timeout_ms < cfg->auth_timeout_ms ? cfg->startup_timeout_ms
+									    : cfg->auth_timeout_ms);
 	bufferevent_enable(s->client, EV_READ);
 }

@@ -18,6 +18,8 @@ struct session *session_new(struct worker *w, int fd, const struct sockaddr *pee
 void session_set_state(struct session *s, enum session_state next);
 void session_set_peer(struct session *s, const struct sockaddr *sa);
 void session_arm_timer(struct session *s, int64_t ms);
+/* From the startup packet to AuthenticationOk: what is left of auth_timeout. */
+void session_arm_auth_deadline(struct session *s);
 /* The one way out: flush what is queued, then free (never from inside the caller). */
 void session_close(struct session *s, const char *reason);
 /* In CLOSING: free each side once its queued output is written; then the session. */

@@ -58,6 +58,7 @@ static void forward_to_client(struct session *s)
 		if (step != LOGIN_DONE)
 			return;
 		s->login_done = true;
+		event_del(s->timer);	/* logged in: no idle timeout, replication connections idle for long */
 		if (s->client_held) {
 			s->client_held = false;
 			/* auth = scram held the client back; what it sent meanwhile goes now */
@@ -237,7 +238,6 @@ static void start_relay(struct session *s)
 	const struct pg_startup *st = &s->startup;
 
 	session_set_state(s, SESSION_RELAY);
-	event_del(s->timer);	/* no idle timeout: replication connections idle for long */
 	if (st->replication_mode != PG_REPLICATION_NONE)
 		s->repl = repl_track_new(&s->w->slots, s->w->stats.protocol_errors, s->prefix,
 					 st->replication_mode == PG_REPLICATION_LOGICAL ?

@@ -24,6 +24,8 @@ static const char *const reject_names[REJECT_REASONS] = {
 	[REJECT_STARTUP_TIMEOUT] = "startup_timeout",
 	[REJECT_TLS_REQUIRED] = "tls_required",
 	[REJECT_TLS_HANDSHAKE] = "tls_handshake",
+	[REJECT_PROXY_UNKNOWN] = "proxy_unknown_source",
+	[REJECT_AUTH_TIMEOUT] = "auth_timeout",
 };
 
 const char *reject_reason_name(enum reject_reason r)

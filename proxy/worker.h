@@ -34,6 +34,8 @@ enum reject_reason {
 	REJECT_STARTUP_TIMEOUT,		/* no complete startup packet in time */
 	REJECT_TLS_REQUIRED,		/* a plaintext login where client_tls = require */
 	REJECT_TLS_HANDSHAKE,		/* the client's TLS handshake failed */
+	REJECT_PROXY_UNKNOWN,		/* a PROXY header naming no source, proxy_protocol_unknown = refuse */
+	REJECT_AUTH_TIMEOUT,		/* not logged in within auth_timeout */
 	REJECT_REASONS
 };
 

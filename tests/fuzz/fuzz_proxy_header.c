@@ -2,8 +2,8 @@
  * fuzz_proxy_header.c - libFuzzer target: proxy_header_parse() on arbitrary
  * bytes, under every accept mask, must keep its promises: never read past
  * the input, never report a header longer than the input or than the spec
- * allows, and never change a verdict other than NEED_MORE when more bytes
- * arrive.
+ * allows, never change a verdict other than NEED_MORE when more bytes
+ * arrive, and flag exactly the headers that relay an unnamed source.
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iprotocol \
  *     protocol/proxy_header.c tests/fuzz/fuzz_proxy_header.c -o fuzz_ph
@@ -86,6 +86,12 @@ static void check_ok(const uint8_t *data, size_t size, unsigned mask,
 		CHECK(h->length >= 16 && h->length <= PROXY_V2_MAX_LEN);
 		CHECK(h->length == 16 + ((size_t)data[14] << 8 | data[15]));
 	}
+	/* No source named: v1 UNKNOWN, or a v2 PROXY command (never LOCAL) without an inet family. */
+	CHECK(!h->unknown_source || h->local);
+	if (h->version == 1)
+		CHECK(h->unknown_source == (memcmp(data, "PROXY UNKNOWN", 13) == 0));
+	else if (h->local)
+		CHECK(h->unknown_source == ((data[12] & 0x0f) == 1));
 	if (h->local) {
 		CHECK(h->srclen == 0 && h->dstlen == 0);
 		CHECK(all_zero(&h->src, sizeof(h->src)) && all_zero(&h->dst, sizeof(h->dst)));

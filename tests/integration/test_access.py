@@ -14,6 +14,7 @@ client must leave it untouched.
 import re
 import select
 import socket
+import struct
 import threading
 import time
 
@@ -30,6 +31,7 @@ OTHER_V4 = "127.0.0.2"
 NOT_ALLOWED = 'walgate_connections_rejected_total{reason="not_allowed"}'
 PROXY_HEADER = 'walgate_connections_rejected_total{reason="proxy_header"}'
 PROXY_UNTRUSTED = 'walgate_connections_rejected_total{reason="proxy_untrusted"}'
+PROXY_UNKNOWN = 'walgate_connections_rejected_total{reason="proxy_unknown_source"}'
 CLOSED_BY_RELOAD = "walgate_sessions_closed_by_reload_total"
 RELOAD_FAILURES = "walgate_config_reload_failures_total"
 GENERATION = "walgate_config_generation"
@@ -616,15 +618,19 @@ def test_proxy_header_with_disallowed_source_refused(pg, walgate_factory, versio
         == before[NOT_ALLOWED] + 1
 
 
-def test_v2_local_uses_peer_address_allowed(pg, walgate_factory):
-    access = dict(TRUSTED_PROXY, allow="10.1.2.0/24, 127.0.0.1/32")
-    wg = access_walgate(walgate_factory, access)
+def expect_relayed_behind(wg, header):
+    """From the trusted balancer: header, a startup packet, and the upstream's answer."""
     sock, _ = trusted_client(wg)
     try:
-        sock.sendall(pgwire.proxy_v2_local() + startup())
+        sock.sendall(header + startup())
         expect_auth_sasl(sock)
     finally:
         sock.close()
+
+
+def test_v2_local_uses_peer_address_allowed(pg, walgate_factory):
+    access = dict(TRUSTED_PROXY, allow="10.1.2.0/24, 127.0.0.1/32")
+    expect_relayed_behind(access_walgate(walgate_factory, access), pgwire.proxy_v2_local())
 
 
 def test_v2_local_uses_peer_address_not_allowed(pg, walgate_factory):
@@ -639,6 +645,60 @@ def test_v2_local_uses_peer_address_not_allowed(pg, walgate_factory):
     assert wg.wait_for_metric(NOT_ALLOWED, lambda v: v > before[NOT_ALLOWED]) \
         == before[NOT_ALLOWED] + 1
     assert wg.wait_for_log(r"rejected: source 127\.0\.0\.1(:\d+)? not allowed"), wg.log_text()
+
+
+def proxy_v2_no_source(family):
+    """A v2 PROXY-command header whose family names no usable source:
+    AF_UNSPEC (0x00) or AF_UNIX stream (0x31, two 108-byte paths)."""
+    body = b"" if family == 0x00 else b"/run/lb.sock".ljust(108, b"\0") * 2
+    return (pgwire.PROXY_V2_SIGNATURE + bytes([0x21, family]) + struct.pack("!H", len(body))
+            + body)
+
+
+NO_SOURCE_HEADERS = {
+    "v1_unknown": pgwire.proxy_v1_unknown,
+    "v2_unspec": lambda: proxy_v2_no_source(0x00),
+    "v2_unix": lambda: proxy_v2_no_source(0x31),
+}
+# The load balancer itself is on the allow list (for its LOCAL health checks).
+LB_ALLOWED = dict(TRUSTED_PROXY, allow="10.1.2.0/24, 127.0.0.1/32")
+
+
+@pytest.mark.parametrize("name", sorted(NO_SOURCE_HEADERS))
+def test_proxy_header_without_source_refused(pg, walgate_factory, name):
+    """Hostile: a trusted, allowed load balancer relays a client it does not
+    name (v1 UNKNOWN, v2 PROXY with AF_UNSPEC or AF_UNIX). The balancer's
+    own address must not let that client in."""
+    wg = access_walgate(walgate_factory, LB_ALLOWED)
+    before = wg.metrics()
+    sock, _ = trusted_client(wg)
+    try:
+        send_quietly(sock, NO_SOURCE_HEADERS[name]() + startup())
+        assert assert_closed_without_relay(sock) == b""
+    finally:
+        sock.close()
+    assert wg.wait_for_metric(PROXY_UNKNOWN, lambda v: v > before.get(PROXY_UNKNOWN, 0)) \
+        == before.get(PROXY_UNKNOWN, 0) + 1
+    assert wg.wait_for_log(r"rejected: PROXY header without a source address .*"
+                           r"proxy_protocol_unknown = refuse"), wg.log_text()
+    # A LOCAL health check from the same balancer is still judged by its address.
+    expect_relayed_behind(wg, pgwire.proxy_v2_local())
+
+
+@pytest.mark.parametrize("name", sorted(NO_SOURCE_HEADERS))
+def test_proxy_header_without_source_as_peer_when_set(pg, walgate_factory, name):
+    """proxy_protocol_unknown = peer: such headers are judged by the
+    balancer's own address, on purpose."""
+    wg = access_walgate(walgate_factory, dict(LB_ALLOWED, proxy_protocol_unknown="peer"))
+    expect_relayed_behind(wg, NO_SOURCE_HEADERS[name]())
+    # ... and refused when the balancer is not on the allow list.
+    wg = access_walgate(walgate_factory, dict(TRUSTED_PROXY, proxy_protocol_unknown="peer"))
+    sock, _ = trusted_client(wg)
+    try:
+        send_quietly(sock, NO_SOURCE_HEADERS[name]() + startup())
+        assert_closed_without_relay(sock)
+    finally:
+        sock.close()
 
 
 @pytest.mark.parametrize("mode,header", [

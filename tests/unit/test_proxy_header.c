@@ -78,7 +78,8 @@ static void assert_inet6(const struct sockaddr_storage *ss, socklen_t len,
 	assert_int_equal(sin6->sin6_scope_id, 0);
 }
 
-static void assert_local(const struct proxy_header *h, int version, size_t length)
+/* No source address: a v2 LOCAL (the balancer's own connection) or an unknown relayed source. */
+static void assert_no_source(const struct proxy_header *h, int version, size_t length)
 {
 	assert_int_equal(h->version, version);
 	assert_true(h->local);
@@ -87,6 +88,18 @@ static void assert_local(const struct proxy_header *h, int version, size_t lengt
 	assert_int_equal(h->dstlen, 0);
 	assert_int_equal(h->src.ss_family, AF_UNSPEC);
 	assert_int_equal(h->dst.ss_family, AF_UNSPEC);
+}
+
+static void assert_local(const struct proxy_header *h, int version, size_t length)
+{
+	assert_no_source(h, version, length);
+	assert_false(h->unknown_source);
+}
+
+static void assert_unknown(const struct proxy_header *h, int version, size_t length)
+{
+	assert_no_source(h, version, length);
+	assert_true(h->unknown_source);
 }
 
 /*
@@ -127,6 +140,7 @@ static void test_v1_tcp4(void **state)
 	PARSE_VALID_V1("PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n", &h);
 	assert_int_equal(h.version, 1);
 	assert_false(h.local);
+	assert_false(h.unknown_source);
 	assert_int_equal(h.length, 47);
 	assert_inet4(&h.src, h.srclen, "192.168.0.1", 56324);
 	assert_inet4(&h.dst, h.dstlen, "192.168.0.11", 443);
@@ -152,6 +166,7 @@ static void test_v1_tcp6(void **state)
 		       "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n", &h);
 	assert_int_equal(h.version, 1);
 	assert_false(h.local);
+	assert_false(h.unknown_source);
 	assert_int_equal(h.length, 104);
 	assert_inet6(&h.src, h.srclen, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
 	assert_inet6(&h.dst, h.dstlen, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
@@ -174,13 +189,13 @@ static void test_v1_unknown(void **state)
 	(void)state;
 	/* the spec's short form, 15 chars */
 	PARSE_VALID_V1("PROXY UNKNOWN\r\n", &h);
-	assert_local(&h, 1, 15);
+	assert_unknown(&h, 1, 15);
 
 	/* whatever follows UNKNOWN is ignored, as the spec asks */
 	PARSE_VALID_V1("PROXY UNKNOWN 10.0.0.1 junk\r\n", &h);
-	assert_local(&h, 1, 29);
+	assert_unknown(&h, 1, 29);
 	PARSE_VALID_V1("PROXY UNKNOWN \r\n", &h);
-	assert_local(&h, 1, 16);
+	assert_unknown(&h, 1, 16);
 }
 
 static void test_v1_max_length(void **state)
@@ -195,7 +210,7 @@ static void test_v1_max_length(void **state)
 	(void)state;
 	assert_int_equal(sizeof(worst) - 1, PROXY_V1_MAX_LEN);
 	PARSE_VALID_V1(worst, &h);
-	assert_local(&h, 1, PROXY_V1_MAX_LEN);
+	assert_unknown(&h, 1, PROXY_V1_MAX_LEN);
 
 	/* "PROXY UNKNOWN " and padding, without CR or LF */
 	memset(line, 'x', sizeof(line));
@@ -214,7 +229,7 @@ static void test_v1_max_length(void **state)
 	line[PROXY_V1_MAX_LEN - 2] = '\r';
 	line[PROXY_V1_MAX_LEN - 1] = '\n';
 	assert_int_equal(parse_exact(line, PROXY_V1_MAX_LEN + 1, ACCEPT_ALL, &h), PROXY_OK);
-	assert_local(&h, 1, PROXY_V1_MAX_LEN);
+	assert_unknown(&h, 1, PROXY_V1_MAX_LEN);
 
 	/* legal addresses, but too long a line in total: refused at byte 107 */
 	assert_int_equal(VERDICT("PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255 "
@@ -383,6 +398,7 @@ static void test_v2_tcp4(void **state)
 	PARSE_VALID_V2(v2_tcp4, &h);
 	assert_int_equal(h.version, 2);
 	assert_false(h.local);
+	assert_false(h.unknown_source);
 	assert_int_equal(h.length, 28);
 	assert_inet4(&h.src, h.srclen, "192.0.2.10", 54321);
 	assert_inet4(&h.dst, h.dstlen, "198.51.100.20", 5432);
@@ -390,6 +406,7 @@ static void test_v2_tcp4(void **state)
 	PARSE_VALID_V2(v2_tcp4_tlv, &h);
 	assert_int_equal(h.version, 2);
 	assert_false(h.local);
+	assert_false(h.unknown_source);
 	assert_int_equal(h.length, 48);
 	assert_inet4(&h.src, h.srclen, "10.1.2.3", 1024);
 	assert_inet4(&h.dst, h.dstlen, "10.9.8.7", 5432);
@@ -403,6 +420,7 @@ static void test_v2_tcp6(void **state)
 	PARSE_VALID_V2(v2_tcp6, &h);
 	assert_int_equal(h.version, 2);
 	assert_false(h.local);
+	assert_false(h.unknown_source);
 	assert_int_equal(h.length, 52);
 	assert_inet6(&h.src, h.srclen, "2001:db8::1", 50000);
 	assert_inet6(&h.dst, h.dstlen, "2001:db8::2:1", 5432);
@@ -440,10 +458,10 @@ static void test_v2_unspec_unix(void **state)
 
 	(void)state;
 	PARSE_VALID_V2(v2_unspec, &h);
-	assert_local(&h, 2, 16);
+	assert_unknown(&h, 2, 16);
 	/* no address layout is defined for UNSPEC: whatever follows is skipped */
 	PARSE_VALID_V2(unspec_junk, &h);
-	assert_local(&h, 2, 18);
+	assert_unknown(&h, 2, 18);
 
 	/* AF_UNIX stream: two 108-byte paths, then a NOOP TLV */
 	memset(unix_block, 0, sizeof(unix_block));
@@ -456,7 +474,7 @@ static void test_v2_unspec_unix(void **state)
 	memcpy(unix_block + 16 + 108, "/run/walgate.sock", 17);
 	unix_block[16 + 216] = 0x04;
 	PARSE_VALID_V2(unix_block, &h);
-	assert_local(&h, 2, sizeof(unix_block));
+	assert_unknown(&h, 2, sizeof(unix_block));
 
 	/* a UNIX block shorter than its two paths */
 	unix_block[14] = 0x00;
