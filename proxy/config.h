@@ -72,7 +72,8 @@ struct config {
 	int enforce_on_reload;
 
 	/* [tls] */
-	int client_tls;			/* enum client_tls_mode */
+	int client_tls;			/* enum client_tls_mode, auto resolved */
+	int client_tls_configured;	/* as written, auto included */
 	char *cert_file;
 	char *key_file;
 	char *ca_file;
@@ -84,7 +85,8 @@ struct config {
 	char *ciphers;
 
 	/* [auth] */
-	int auth;			/* enum auth_mode */
+	int auth;			/* enum auth_mode, auto resolved */
+	int auth_configured;		/* as written, auto included */
 	char *auth_file;
 
 	/* [metrics] */
@@ -113,6 +115,15 @@ struct config {
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/*
+ * Read only [section] name from path and the environment, ignoring every
+ * other setting and not validating the whole: for --probe, which needs the
+ * metrics address and must work from any environment the server runs in.
+ * The other fields keep their defaults (or are empty).
+ */
+struct config *config_load_key(const char *path, const char *section, const char *name, char *err,
+			       size_t errlen);
 
 /*
  * Keep the settings of old that only a restart can change in next, and
