@@ -359,11 +359,15 @@ static bool validate(struct load_ctx *ctx)
 
 	if (cfg->listen.n == 0)
 		return refuse(ctx, "walgate", "listen", "needs at least one address");
-	if (!cfg->upstream_host)
-		return refuse(ctx, "upstream", "host", "is required (or WALGATE_UPSTREAM_HOST)");
-	if (!cfg->allow)
-		return refuse(ctx, "access", "allow", "is required: list the client addresses to admit "
-			      "(allow = 0.0.0.0/0, ::/0 admits everyone, on purpose)");
+	if (!cfg->upstream_host) {
+		snprintf(ctx->err, ctx->errlen, "[upstream] host is required (or WALGATE_UPSTREAM_HOST)");
+		return false;
+	}
+	if (!cfg->allow) {
+		snprintf(ctx->err, ctx->errlen, "[access] allow is required: list the client addresses "
+			 "to admit (allow = 0.0.0.0/0, ::/0 admits everyone, on purpose)");
+		return false;
+	}
 	if (strcasecmp(cfg->min_version, "TLSv1.2") && strcasecmp(cfg->min_version, "TLSv1.3"))
 		return refuse(ctx, "tls", "min_version", "\"%s\": expected TLSv1.2 or TLSv1.3",
 			      cfg->min_version);
@@ -390,6 +394,52 @@ static bool validate(struct load_ctx *ctx)
 	return true;
 }
 
+/* Lines up to CONFIG_LINE_MAX bytes, where libinih lets its limit be set. */
+#define CONFIG_LINE_MAX 65536
+
+static void lift_line_limit(void)
+{
+#ifdef WALGATE_INIH_RUNTIME_LIMITS
+	ini_use_stack = false;
+	ini_allow_realloc = true;
+	ini_max_line = CONFIG_LINE_MAX;
+#endif
+}
+
+#ifdef WALGATE_INIH_RUNTIME_LIMITS
+#define LINE_LIMIT CONFIG_LINE_MAX
+#else
+#define LINE_LIMIT INI_MAX_LINE
+#endif
+
+/*
+ * libinih says only "syntax error": name what it could be. A line longer
+ * than libinih reads is cut, and the error falls on its rest (line + 1).
+ */
+static void describe_syntax_error(const char *path, int line, char *buf, size_t cap)
+{
+	FILE *f = fopen(path, "r");
+	size_t len[2] = { 0, 0 };	/* of lines line - 1 and line */
+	int c, n = 1;
+
+	while (f && n <= line && (c = getc(f)) != EOF) {
+		if (c == '\n')
+			n++;
+		else if (n >= line - 1)
+			len[n - (line - 1)]++;
+	}
+	if (f)
+		fclose(f);
+	for (int i = 0; i < 2; i++) {
+		if (len[i] + 3 > LINE_LIMIT) {
+			snprintf(buf, cap, "syntax error: line %d is %zu bytes long, more than the %d "
+				 "walgate reads", line - 1 + i, len[i], LINE_LIMIT - 3);
+			return;
+		}
+	}
+	snprintf(buf, cap, "syntax error: expected [section], key = value, or a comment (; or #)");
+}
+
 static struct config *load(const char *path, const struct config_key *only, char *err,
 			   size_t errlen)
 {
@@ -404,7 +454,10 @@ static struct config *load(const char *path, const struct config_key *only, char
 	if (!apply_defaults(cfg, err, errlen))
 		goto fail;
 	if (path) {
-		int line = ini_parse(path, config_ini_line, &ctx);
+		int line;
+
+		lift_line_limit();
+		line = ini_parse(path, config_ini_line, &ctx);
 
 		if (line < 0) {
 			snprintf(err, errlen, "%s: cannot read: %s", path, line == -1 ? strerror(errno) : "out of memory");
@@ -413,7 +466,10 @@ static struct config *load(const char *path, const struct config_key *only, char
 		if (line > 0) {
 			char why[768];
 
-			snprintf(why, sizeof(why), "%s", *err ? err : "syntax error");
+			if (*err)
+				snprintf(why, sizeof(why), "%s", err);
+			else
+				describe_syntax_error(path, line, why, sizeof(why));
 			snprintf(err, errlen, "%s:%d: %s", path, line, why);
 			goto fail;
 		}
