@@ -22,6 +22,7 @@
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "make_verifier.h"
 #include "metrics.h"
 #include "modes.h"
 #include "monitor.h"
@@ -52,6 +53,7 @@ static void usage(FILE *out)
 {
 	fprintf(out,
 		"Usage: walgate [--config FILE] [--check-config] [--probe PATH]\n"
+		"       walgate --make-verifier\n"
 		"\n"
 		"A PostgreSQL wire-protocol proxy for logical replication clients.\n"
 		"\n"
@@ -62,6 +64,9 @@ static void usage(FILE *out)
 		"  -p, --probe PATH    GET PATH (/healthz, /readyz) from the metrics endpoint;\n"
 		"                      reads only [metrics] listen; exit 0 on 200, else 1 (health\n"
 		"                      checks). With --check-config: both, exit 0 if both pass\n"
+		"  -m, --make-verifier read a password (from the terminal, or the first line of\n"
+		"                      stdin) and print a fresh SCRAM-SHA-256 verifier for it:\n"
+		"                      for ALTER ROLE ... PASSWORD and the auth file\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n");
 }
@@ -201,13 +206,14 @@ static int parse_args(int argc, char **argv, struct app *app, int *check_only)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 't' },
 		{ "probe", required_argument, NULL, 'p' },
+		{ "make-verifier", no_argument, NULL, 'm' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:tp:Vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:tp:mVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			app->config_path = optarg;
@@ -218,6 +224,8 @@ static int parse_args(int argc, char **argv, struct app *app, int *check_only)
 		case 'p':
 			app->probe_path = optarg;
 			break;
+		case 'm':
+			exit(make_verifier_run());
 		case 'V':
 			printf("walgate %s\n", WALGATE_VERSION);
 			exit(0);

@@ -13,7 +13,7 @@ import subprocess
 import pytest
 
 from clients import connect, psql
-from pgcluster import LOOPBACK_V4, TEST_DB, TEST_PASSWORD, TEST_USER, free_port
+from pgcluster import LOOPBACK_V4, TEST_DB, TEST_PASSWORD, TEST_USER, issue_cert
 from walgate import _env_without_walgate, run_walgate, walgate_bin
 
 pytestmark = pytest.mark.walgate_only
@@ -155,3 +155,71 @@ def test_login_line_only_after_the_upstream_accepted(pg, walgate_factory):
     assert "login: user=walgate_test" not in wg.log_text()
     psql(wg, "SELECT 1", check=True)
     assert wg.wait_for_log(r"login: user=walgate_test database=walgate_test", timeout=5)
+
+
+# -- walgate --make-verifier ------------------------------------------------
+
+def make_verifier(password):
+    proc = subprocess.run([walgate_bin(), "--make-verifier"], input=password + "\n",
+                          capture_output=True, text=True, timeout=15, env=_env_without_walgate())
+    assert proc.returncode == 0, proc.stderr
+    verifier = proc.stdout.strip()
+    assert verifier.startswith("SCRAM-SHA-256$4096:") and "\n" not in verifier, proc.stdout
+    assert password not in proc.stdout + proc.stderr
+    return verifier
+
+
+@pytest.fixture
+def verifier_role(pg):
+    role = "walgate_verifier_role"
+
+    def drop():
+        if pg.sql(f"SELECT 1 FROM pg_roles WHERE rolname = '{role}'").strip():
+            pg.sql(f"DROP OWNED BY {role}; DROP ROLE {role}", dbname=TEST_DB)
+    drop()
+    yield role
+    drop()
+
+
+@pytest.mark.parametrize("password", ["correct horse battery staple", "pass\u00a0w\u00f6rd\u00ad!"])
+def test_make_verifier_for_alter_role_and_the_auth_file(pg, walgate_factory, tmp_path,
+                                                        verifier_role, password):
+    """No plaintext anywhere: the verifier walgate prints is what PostgreSQL
+    15 stores with ALTER ROLE ... PASSWORD, and the same line in the auth
+    file lets walgate (auth = scram) authenticate the client and log in
+    upstream with the ClientKey its proof reveals. The second password
+    needs SASLprep (a no-break space mapped to a space, a soft hyphen
+    mapped to nothing), as PostgreSQL and libpq apply it."""
+    verifier = make_verifier(password)
+    assert make_verifier(password) != verifier      # a fresh salt every time
+    pg.sql(f"CREATE ROLE {verifier_role} LOGIN")
+    pg.sql(f"ALTER ROLE {verifier_role} PASSWORD '{verifier}'")
+    stored = pg.sql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{verifier_role}'")
+    assert stored.strip() == verifier
+    cert, key = issue_cert(pg.ca, "walgate-mv", "walgate-mv.localhost",
+                           san=["DNS:localhost", "IP:127.0.0.1"], directory=str(tmp_path))
+    users = tmp_path / "users.txt"
+    users.write_text(f'"{verifier_role}" "{verifier}"\n')
+    users.chmod(0o600)
+    wg = walgate_factory(sections={
+        "tls": {"client_tls": "require", "cert_file": cert, "key_file": key,
+                "server_tls": "verify-full", "server_ca_file": pg.ca_cert},
+        "auth": {"auth": "scram", "auth_file": str(users)}}, upstream_host="localhost")
+    for binding in ("require", "disable"):
+        conn = connect(wg, user=verifier_role, password=password, sslmode="require",
+                       channel_binding=binding)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT current_user")
+                assert cur.fetchone()[0] == verifier_role
+        finally:
+            conn.close()
+    assert wg.wait_for_log("logged in upstream")
+    with pytest.raises(Exception):
+        connect(wg, user=verifier_role, password=password + "x", sslmode="require")
+
+
+def test_make_verifier_refuses_an_empty_password():
+    proc = subprocess.run([walgate_bin(), "--make-verifier"], input="\n", capture_output=True,
+                          text=True, timeout=15, env=_env_without_walgate())
+    assert proc.returncode == 1 and "empty" in proc.stderr and proc.stdout == ""
