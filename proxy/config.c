@@ -577,6 +577,26 @@ int config_keep_restart_only(struct config *next, const struct config *old)
 	return kept;
 }
 
+void config_origin(const struct config *cfg, const char *section, const char *name, char *buf,
+		   size_t cap)
+{
+	const struct config_key *k = find_key(section, name);
+	char env[128];
+	int line;
+
+	if (!k) {
+		snprintf(buf, cap, "[%s] %s", section, name);
+		return;
+	}
+	env_name(k, env, sizeof(env));
+	if (getenv(env))
+		snprintf(buf, cap, "environment %s", env);
+	else if (cfg->path && (line = line_of_key(cfg->path, section, name)) > 0)
+		snprintf(buf, cap, "%s:%d: [%s] %s", cfg->path, line, section, name);
+	else
+		snprintf(buf, cap, "[%s] %s", section, name);
+}
+
 const struct config *config_current(void)
 {
 	return thread_config;

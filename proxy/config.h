@@ -126,6 +126,14 @@ struct config *config_load_key(const char *path, const char *section, const char
 			       size_t errlen);
 
 /*
+ * Where cfg's [section] name came from, for an error found after loading
+ * (a certificate that does not parse): "FILE:LINE: [sec] key", "environment
+ * WALGATE_SEC_KEY", or "[sec] key" for a default.
+ */
+void config_origin(const struct config *cfg, const char *section, const char *name, char *buf,
+		   size_t cap);
+
+/*
  * Keep the settings of old that only a restart can change in next, and
  * log each such change that was asked for. Returns the number of them.
  */

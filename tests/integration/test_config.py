@@ -7,7 +7,7 @@ import os
 import pytest
 
 from clients import connect
-from pgcluster import closed_port, free_port
+from pgcluster import TestCA, closed_port, free_port, issue_cert
 from walgate import Walgate, _access_metrics_sections, binary_features, render_ini, run_walgate
 
 pytestmark = pytest.mark.walgate_only
@@ -268,3 +268,32 @@ def test_start_and_reload_log_effective_modes(walgate_factory, tmp_path):
     wg.write_config(sections={"auth": {"auth_file": str(users)}})
     wg.reload()
     assert wg.wait_for_log(r"WARNING modes: .*auth_file .* NOT USED")
+
+
+@pytest.mark.parametrize("key, variable", [("cert_file", None), ("key_file", "WALGATE_TLS_KEY_FILE")])
+def test_tls_file_that_does_not_parse_names_line_and_key(walgate_binary, tmp_path, key, variable):
+    """A file that opens but is not PEM: where the setting was made, and
+    the reason in words before OpenSSL's code."""
+    good = tmp_path / "good"
+    good.mkdir()
+    ca = TestCA.create(str(good))
+    cert, private_key = issue_cert(ca, "walgate", "walgate.test", directory=str(good))
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("this is not a certificate\n")
+    files = {"cert_file": cert, "key_file": private_key}
+    files[key] = str(garbage)
+    sections = valid_sections()
+    sections["tls"] = {"client_tls": "require", **files}
+    env = {}
+    if variable:
+        env[variable] = files.pop(key)
+        sections["tls"] = {"client_tls": "require", **files}
+    text = render_ini(sections)
+    proc = run_walgate("--check-config", "--config", write(tmp_path, text), env=env)
+    assert proc.returncode == 1
+    where = f"environment {variable}" if variable else \
+        f"walgate.ini:{line_of(text, key + ' =')}: [tls] {key}"
+    assert f"{where}: cannot load" in proc.stderr, proc.stderr
+    plain = {"cert_file": "not a PEM file (no -----BEGIN line)",
+             "key_file": "no private key found"}[key]
+    assert plain in proc.stderr, proc.stderr
