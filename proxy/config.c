@@ -265,32 +265,6 @@ static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
 	return true;
 }
 
-/* The line of the file that sets [section] name, or 0. */
-static int line_of_key(const char *path, const char *section, const char *name)
-{
-	FILE *f = fopen(path, "r");
-	char line[1024], cur[64] = "";
-	int number = 0, found = 0;
-
-	if (!f)
-		return 0;
-	while (!found && fgets(line, sizeof(line), f)) {
-		char *p = line + strspn(line, " \t");
-		size_t n;
-
-		number++;
-		if (*p == '[') {
-			snprintf(cur, sizeof(cur), "%.*s", (int)strcspn(p + 1, "]"), p + 1);
-			continue;
-		}
-		n = strcspn(p, "=: \t");
-		if (!strcasecmp(cur, section) && n == strlen(name) && !strncasecmp(p, name, n))
-			found = number;
-	}
-	fclose(f);
-	return found;
-}
-
 /* Where [section] name was set: "FILE:LINE: [sec] key", "environment WALGATE_..." or "[sec] key". */
 static void origin(const struct load_ctx *ctx, const char *section, const char *name, char *buf,
 		   size_t cap)
@@ -304,7 +278,7 @@ static void origin(const struct load_ctx *ctx, const char *section, const char *
 		snprintf(buf, cap, "environment %s", env);
 	} else if (ctx->seen[i] && ctx->source) {
 		snprintf(buf, cap, "%s:%d: [%s] %s", ctx->source,
-			 line_of_key(ctx->source, section, name), section, name);
+			 config_line_of_key(ctx->source, section, name), section, name);
 	} else {
 		snprintf(buf, cap, "[%s] %s", section, name);
 	}
@@ -394,52 +368,6 @@ static bool validate(struct load_ctx *ctx)
 	return true;
 }
 
-/* Lines up to CONFIG_LINE_MAX bytes, where libinih lets its limit be set. */
-#define CONFIG_LINE_MAX 65536
-
-static void lift_line_limit(void)
-{
-#ifdef WALGATE_INIH_RUNTIME_LIMITS
-	ini_use_stack = false;
-	ini_allow_realloc = true;
-	ini_max_line = CONFIG_LINE_MAX;
-#endif
-}
-
-#ifdef WALGATE_INIH_RUNTIME_LIMITS
-#define LINE_LIMIT CONFIG_LINE_MAX
-#else
-#define LINE_LIMIT INI_MAX_LINE
-#endif
-
-/*
- * libinih says only "syntax error": name what it could be. A line longer
- * than libinih reads is cut, and the error falls on its rest (line + 1).
- */
-static void describe_syntax_error(const char *path, int line, char *buf, size_t cap)
-{
-	FILE *f = fopen(path, "r");
-	size_t len[2] = { 0, 0 };	/* of lines line - 1 and line */
-	int c, n = 1;
-
-	while (f && n <= line && (c = getc(f)) != EOF) {
-		if (c == '\n')
-			n++;
-		else if (n >= line - 1)
-			len[n - (line - 1)]++;
-	}
-	if (f)
-		fclose(f);
-	for (int i = 0; i < 2; i++) {
-		if (len[i] + 3 > LINE_LIMIT) {
-			snprintf(buf, cap, "syntax error: line %d is %zu bytes long, more than the %d "
-				 "walgate reads", line - 1 + i, len[i], LINE_LIMIT - 3);
-			return;
-		}
-	}
-	snprintf(buf, cap, "syntax error: expected [section], key = value, or a comment (; or #)");
-}
-
 static struct config *load(const char *path, const struct config_key *only, char *err,
 			   size_t errlen)
 {
@@ -456,7 +384,7 @@ static struct config *load(const char *path, const struct config_key *only, char
 	if (path) {
 		int line;
 
-		lift_line_limit();
+		config_lift_line_limit();
 		line = ini_parse(path, config_ini_line, &ctx);
 
 		if (line < 0) {
@@ -469,7 +397,7 @@ static struct config *load(const char *path, const struct config_key *only, char
 			if (*err)
 				snprintf(why, sizeof(why), "%s", err);
 			else
-				describe_syntax_error(path, line, why, sizeof(why));
+				config_describe_syntax_error(path, line, why, sizeof(why));
 			snprintf(err, errlen, "%s:%d: %s", path, line, why);
 			goto fail;
 		}
@@ -591,7 +519,7 @@ void config_origin(const struct config *cfg, const char *section, const char *na
 	env_name(k, env, sizeof(env));
 	if (getenv(env))
 		snprintf(buf, cap, "environment %s", env);
-	else if (cfg->path && (line = line_of_key(cfg->path, section, name)) > 0)
+	else if (cfg->path && (line = config_line_of_key(cfg->path, section, name)) > 0)
 		snprintf(buf, cap, "%s:%d: [%s] %s", cfg->path, line, section, name);
 	else
 		snprintf(buf, cap, "[%s] %s", section, name);

@@ -49,4 +49,13 @@ struct config_key {
 const char *config_parse_value(const struct config_key *k, const char *value, struct config *cfg,
 			       char *why_buf);
 
+/* config_file.c: the line of path that sets [section] name, or 0. */
+int config_line_of_key(const char *path, const char *section, const char *name);
+
+/* Let libinih read lines up to 64 KiB, where it allows that to be set. */
+void config_lift_line_limit(void);
+
+/* libinih's "syntax error" at line of path, in words, into buf. */
+void config_describe_syntax_error(const char *path, int line, char *buf, size_t cap);
+
 #endif
