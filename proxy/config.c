@@ -308,11 +308,14 @@ static bool check_files(struct load_ctx *ctx)
 {
 	for (size_t i = 0; i < NKEYS; i++) {
 		const struct config_key *k = &config_keys[i];
-		const char *path = *(char **)((char *)ctx->cfg + k->offset);
+		const char *path;
 		struct stat st;
 		int fd;
 
-		if (k->type != KT_FILE || !path)
+		if (k->type != KT_FILE)
+			continue;
+		path = *(char **)((char *)ctx->cfg + k->offset);
+		if (!path)
 			continue;
 		fd = open(path, O_RDONLY | O_CLOEXEC);
 		if (fd < 0)
