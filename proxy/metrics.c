@@ -165,7 +165,7 @@ static bool is_health_path(const char *path)
 	return !strcmp(path, "/healthz") || !strcmp(path, "/readyz");
 }
 
-static bool peer_is_local(struct evhttp_request *req)
+static bool peer_is_self(struct evhttp_request *req)
 {
 	struct evhttp_connection *conn = evhttp_request_get_connection(req);
 	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
@@ -261,7 +261,7 @@ static void handle(struct evhttp_request *req, void *arg)
 
 	if (!path)
 		path = "/";
-	if (!peer_allowed(req) && !(is_health_path(path) && peer_is_local(req))) {
+	if (!peer_allowed(req) && !(is_health_path(path) && peer_is_self(req))) {
 		reply_text(req, 403, "Forbidden", "forbidden\n");
 		return;
 	}
