@@ -395,13 +395,13 @@ static enum pg_repl_cmd_error plugin_option(struct pg_repl_cmd *out, struct plug
 	if (strcmp(name, "proto_version") == 0) {
 		if (given->proto_version)
 			return PG_REPL_ERR_OPTION;
-		given->proto_version = true;
+		given->proto_version = out->proto_version_given = true;
 		return proto_version_option(&v, &out->proto_version);
 	}
 	if (strcmp(name, "publication_names") == 0) {
 		if (given->publication_names || val == NULL)
 			return PG_REPL_ERR_OPTION;
-		given->publication_names = true;
+		given->publication_names = out->publication_names_given = true;
 		out->publication_names_truncated =
 			!pg_repl_lex_copy_text(val, out->publication_names,
 					       sizeof(out->publication_names));
@@ -410,13 +410,13 @@ static enum pg_repl_cmd_error plugin_option(struct pg_repl_cmd *out, struct plug
 	if (strcmp(name, "streaming") == 0) {
 		if (given->streaming)
 			return PG_REPL_ERR_OPTION;
-		given->streaming = true;
+		given->streaming = out->streaming_given = true;
 		return streaming_option(&v, &out->streaming);
 	}
 	if (strcmp(name, "two_phase") == 0) {
 		if (given->two_phase)
 			return PG_REPL_ERR_OPTION;
-		given->two_phase = true;
+		given->two_phase = out->two_phase_given = true;
 		return bool_option(&v, &out->two_phase);
 	}
 	return PG_REPL_ERR_NONE;
@@ -434,7 +434,7 @@ static void plugin_value_cut(struct pg_repl_cmd *out, const struct plugin_given 
 		return;
 	(void)pg_repl_lex_copy_text(t, out->publication_names,
 				    sizeof(out->publication_names));
-	out->publication_names_truncated = true;
+	out->publication_names_truncated = out->publication_names_given = true;
 }
 
 /* ( name ['value'] [, ...] ): names are identifiers, values strings only. */

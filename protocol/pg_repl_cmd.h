@@ -114,6 +114,8 @@ struct pg_repl_cmd {
 	enum pg_repl_streaming streaming;
 	char publication_names[PG_REPL_PUBNAMES_MAX];	/* raw value, quotes undone */
 	bool publication_names_truncated;
+	/* which of those pgoutput options the command named (to log what was sent) */
+	bool proto_version_given, publication_names_given, streaming_given, two_phase_given;
 };
 
 /*

@@ -7,43 +7,22 @@
  * as a user's value) and whether SIGHUP can change it. The environment
  * variable WALGATE_<SECTION>_<KEY> overrides the file.
  */
-#include "config.h"
+#include "config_int.h"
 #include "allowlist.h"
-#include "proxy_header.h"
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdarg.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <ini.h>
 #include <limits.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-
-enum key_type {
-	KT_STRING,
-	KT_INT,
-	KT_BOOL,
-	KT_DURATION,		/* int64_t milliseconds */
-	KT_SIZE,		/* int64_t bytes */
-	KT_LOG_LEVEL,
-	KT_LOG_FORMAT,
-	KT_LISTEN,
-	KT_ALLOWLIST,		/* struct allowlist * */
-	KT_PROXY_MODE,		/* int, PROXY_ACCEPT_* bits */
-	KT_CHOICE,		/* int, index into choices ("a|b|c") */
-};
-
-struct config_key {
-	const char *section;
-	const char *name;
-	enum key_type type;
-	size_t offset;
-	const char *def;	/* NULL: required or empty */
-	int64_t min, max;	/* for KT_INT, KT_DURATION, KT_SIZE */
-	bool reloadable;
-	const char *choices;	/* for KT_CHOICE */
-};
 
 #define OFF(field) offsetof(struct config, field)
 #define DAY_MS (86400 * 1000LL)
@@ -65,18 +44,18 @@ static const struct config_key config_keys[] = {
 	{ "walgate", "tcp_keepalive_interval", KT_DURATION, OFF(tcp_keepalive_interval_ms), "10s", 1000, DAY_MS, true, NULL },
 	{ "walgate", "tcp_keepalive_count", KT_INT, OFF(tcp_keepalive_count), "6", 1, 127, true, NULL },
 	{ "tls", "client_tls", KT_CHOICE, OFF(client_tls), "auto", 0, 0, true, "auto|disable|allow|require" },
-	{ "tls", "cert_file", KT_STRING, OFF(cert_file), NULL, 0, 0, true, NULL },
-	{ "tls", "key_file", KT_STRING, OFF(key_file), NULL, 0, 0, true, NULL },
-	{ "tls", "ca_file", KT_STRING, OFF(ca_file), NULL, 0, 0, true, NULL },
+	{ "tls", "cert_file", KT_FILE, OFF(cert_file), NULL, 0, 0, true, NULL },
+	{ "tls", "key_file", KT_FILE, OFF(key_file), NULL, 0, 0, true, NULL },
+	{ "tls", "ca_file", KT_FILE, OFF(ca_file), NULL, 0, 0, true, NULL },
 	{ "tls", "server_tls", KT_CHOICE, OFF(server_tls), "prefer", 0, 0, true,
 	  "disable|prefer|require|verify-ca|verify-full" },
-	{ "tls", "server_ca_file", KT_STRING, OFF(server_ca_file), NULL, 0, 0, true, NULL },
-	{ "tls", "server_cert_file", KT_STRING, OFF(server_cert_file), NULL, 0, 0, true, NULL },
-	{ "tls", "server_key_file", KT_STRING, OFF(server_key_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_ca_file", KT_FILE, OFF(server_ca_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_cert_file", KT_FILE, OFF(server_cert_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_key_file", KT_FILE, OFF(server_key_file), NULL, 0, 0, true, NULL },
 	{ "tls", "min_version", KT_STRING, OFF(min_version), "TLSv1.2", 0, 0, true, NULL },
 	{ "tls", "ciphers", KT_STRING, OFF(ciphers), NULL, 0, 0, true, NULL },
 	{ "auth", "auth", KT_CHOICE, OFF(auth), "auto", 0, 0, true, "auto|passthrough|scram" },
-	{ "auth", "auth_file", KT_STRING, OFF(auth_file), NULL, 0, 0, true, NULL },
+	{ "auth", "auth_file", KT_FILE, OFF(auth_file), NULL, 0, 0, true, NULL },
 	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
 	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
 	{ "metrics", "slot_expiry", KT_DURATION, OFF(slot_expiry_ms), "5min", 0, DAY_MS, true, NULL },
@@ -102,7 +81,9 @@ static _Thread_local const struct config *thread_config;
 struct load_ctx {
 	struct config *cfg;
 	const char *source;	/* file name */
-	bool seen[NKEYS];
+	bool seen[NKEYS];	/* set in the file */
+	bool from_env[NKEYS];	/* set (last) by the environment */
+	const struct config_key *only;	/* read this key alone, ignore the rest */
 	char *err;
 	size_t errlen;
 };
@@ -124,286 +105,42 @@ static bool is_known_section(const char *section)
 	return false;
 }
 
-/* A whole decimal number, nothing else; leaves the unit suffix in *rest. */
-static bool parse_number(const char *s, int64_t *out, const char **rest)
+/*
+ * libinih, as Debian builds it, ends a value at " ;" but not at " #".
+ * walgate treats both alike: a '#' at the start of a value or after a
+ * space or tab begins a comment. Returns a copy to free, or NULL.
+ */
+static char *strip_inline_comment(const char *value)
 {
-	char *end;
-	long long v;
+	char *v = strdup(value);
+	size_t n;
 
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s)
-		return false;
-	while (isspace((unsigned char)*end))
-		end++;
-	*out = v;
-	*rest = end;
-	return true;
-}
-
-struct unit {
-	const char *name;
-	int64_t factor;
-};
-
-static const struct unit duration_units[] = {
-	{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "min", 60000 }, { "h", 3600000 },
-};
-
-static const struct unit size_units[] = {
-	{ "", 1 }, { "B", 1 }, { "kB", 1024 }, { "MB", 1 << 20 }, { "GB", 1 << 30 },
-};
-
-static const char *parse_with_unit(const char *s, const struct unit *units, size_t n,
-				   int64_t *out)
-{
-	const char *rest;
-	int64_t v;
-
-	if (!parse_number(s, &v, &rest))
-		return "not a number";
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rest, units[i].name))
-			continue;
-		if (v > INT64_MAX / units[i].factor)
-			return "out of range";
-		*out = v * units[i].factor;
+	if (!v)
 		return NULL;
-	}
-	return "unknown unit";
-}
-
-static const char *parse_bool(const char *s, int *out)
-{
-	static const char *const yes[] = { "on", "true", "yes", "1" };
-	static const char *const no[] = { "off", "false", "no", "0" };
-
-	for (size_t i = 0; i < 4; i++) {
-		if (!strcasecmp(s, yes[i])) {
-			*out = 1;
-			return NULL;
-		}
-		if (!strcasecmp(s, no[i])) {
-			*out = 0;
-			return NULL;
-		}
-	}
-	return "expected on or off";
-}
-
-/* One "host:port" or "[v6]:port" with a numeric host. */
-static const char *parse_one_addr(const char *s, size_t len, struct config_addr *a)
-{
-	char buf[64], host[64];
-	const char *colon, *port;
-	struct addrinfo hints = { 0 }, *res;
-
-	if (len == 0 || len >= sizeof(buf))
-		return "bad address";
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	colon = strrchr(buf, ':');
-	if (!colon || colon == buf)
-		return "address needs host:port";
-	port = colon + 1;
-	if (buf[0] == '[') {
-		if (colon[-1] != ']')
-			return "IPv6 address needs [addr]:port";
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - buf - 2), buf + 1);
-	} else {
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - buf), buf);
-		if (strchr(host, ':'))
-			return "IPv6 address needs [addr]:port";
-	}
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &res))
-		return "not a numeric address and port";
-	memcpy(&a->addr, res->ai_addr, res->ai_addrlen);
-	a->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-	snprintf(a->text, sizeof(a->text), "%s", buf);
-	return NULL;
-}
-
-/* A list of addresses; "off" is the empty list, which validate() may refuse. */
-static const char *parse_listen(const char *s, struct config_addr_list *out)
-{
-	struct config_addr *list = NULL;
-	size_t n = 0;
-
-	if (!strcasecmp(s, "off")) {
-		free(out->v);
-		out->v = NULL;
-		out->n = 0;
-		return NULL;
-	}
-	while (*s) {
-		size_t len;
-		const char *why;
-		struct config_addr *grown;
-
-		while (*s == ' ' || *s == '\t' || *s == ',')
-			s++;
-		len = strcspn(s, ", \t");
-		if (len == 0)
+	for (char *p = v; *p; p++) {
+		if (*p == '#' && (p == v || p[-1] == ' ' || p[-1] == '\t')) {
+			*p = '\0';
 			break;
-		grown = realloc(list, (n + 1) * sizeof(*list));
-		if (!grown) {
-			free(list);
-			return "out of memory";
-		}
-		list = grown;
-		why = parse_one_addr(s, len, &list[n]);
-		if (why) {
-			free(list);
-			return why;
-		}
-		n++;
-		s += len;
-	}
-	if (n == 0) {
-		free(list);
-		return "at least one address is needed";
-	}
-	free(out->v);
-	out->v = list;
-	out->n = n;
-	return NULL;
-}
-
-/* Room for the reason a value was refused, when it is not a constant string. */
-#define WHY_LEN 300
-
-static const char *parse_allowlist(const char *value, struct allowlist **slot, char *why)
-{
-	struct allowlist *al = allowlist_parse(value, why, WHY_LEN);
-
-	if (!al)
-		return why;
-	allowlist_free(*slot);
-	*slot = al;
-	return NULL;
-}
-
-static const char *parse_proxy_mode(const char *value, int *out)
-{
-	static const struct { const char *name; int bits; } modes[] = {
-		{ "off", 0 },
-		{ "v1", PROXY_ACCEPT_V1 },
-		{ "v2", PROXY_ACCEPT_V2 },
-		{ "any", PROXY_ACCEPT_V1 | PROXY_ACCEPT_V2 },
-	};
-
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		if (!strcasecmp(value, modes[i].name)) {
-			*out = modes[i].bits;
-			return NULL;
 		}
 	}
-	return "expected off, v1, v2 or any";
+	n = strlen(v);
+	while (n > 0 && (v[n - 1] == ' ' || v[n - 1] == '\t'))
+		v[--n] = '\0';
+	return v;
 }
 
-/* value must be one of the '|'-separated words of choices; *out is its index. */
-static const char *parse_choice(const char *value, const char *choices, int *out, char *why)
-{
-	const char *p = choices;
-	size_t vlen = strlen(value);
-
-	for (int i = 0; *p; i++) {
-		size_t len = strcspn(p, "|");
-
-		if (len == vlen && !strncasecmp(p, value, len)) {
-			*out = i;
-			return NULL;
-		}
-		p += len + (p[len] == '|');
-	}
-	snprintf(why, WHY_LEN, "expected one of %s", choices);
-	return why;
-}
-
-static const char *parse_value(const struct config_key *k, const char *value, struct config *cfg,
-			       char *why_buf)
-{
-	void *field = (char *)cfg + k->offset;
-	int64_t v = 0;
-	const char *why = NULL;
-	int b;
-
-	switch (k->type) {
-	case KT_STRING:
-		if (!*value)
-			return "must not be empty";
-		free(*(char **)field);
-		*(char **)field = strdup(value);
-		return *(char **)field ? NULL : "out of memory";
-	case KT_LISTEN:
-		return parse_listen(value, (struct config_addr_list *)field);
-	case KT_ALLOWLIST:
-		return parse_allowlist(value, (struct allowlist **)field, why_buf);
-	case KT_PROXY_MODE:
-		return parse_proxy_mode(value, (int *)field);
-	case KT_CHOICE:
-		return parse_choice(value, k->choices, (int *)field, why_buf);
-	case KT_BOOL:
-		if ((why = parse_bool(value, &b)) == NULL)
-			*(int *)field = b;
-		return why;
-	case KT_LOG_LEVEL:
-		for (int i = LOG_LEVEL_ERROR; i <= LOG_LEVEL_DEBUG; i++) {
-			static const char *const names[] = { "error", "warning", "info", "debug" };
-
-			if (!strcasecmp(value, names[i])) {
-				*(enum log_level *)field = (enum log_level)i;
-				return NULL;
-			}
-		}
-		return "expected error, warning, info or debug";
-	case KT_LOG_FORMAT:
-		if (!strcasecmp(value, "text") || !strcasecmp(value, "json")) {
-			*(int *)field = !strcasecmp(value, "json");
-			return NULL;
-		}
-		return "expected text or json";
-	case KT_INT:
-	case KT_DURATION:
-	case KT_SIZE:
-		if (k->type == KT_INT) {
-			const char *rest;
-
-			if (!parse_number(value, &v, &rest) || *rest)
-				return "not a whole number";
-		} else if (k->type == KT_DURATION) {
-			why = parse_with_unit(value, duration_units, 5, &v);
-		} else {
-			why = parse_with_unit(value, size_units, 5, &v);
-		}
-		if (why)
-			return why;
-		if ((v < k->min || v > k->max) && !(k->type == KT_DURATION && v == 0 && k->min == 0))
-			return "out of range";
-		if (k->type == KT_INT)
-			*(int *)field = (int)v;
-		else
-			*(int64_t *)field = v;
-		return NULL;
-	}
-	return "unknown type";
-}
-
-static int config_ini_line(void *user, const char *section, const char *name, const char *value)
+static int config_ini_line(void *user, const char *section, const char *name, const char *raw)
 {
 	struct load_ctx *ctx = user;
 	const struct config_key *k;
 	const char *why;
-	char why_buf[WHY_LEN];
+	char why_buf[WHY_LEN], *value;
 
 	if (*ctx->err)		/* inih goes on after an error; report only the first */
 		return 0;
 	k = find_key(section, name);
+	if (ctx->only && k != ctx->only)
+		return 1;
 	if (!k) {
 		if (!is_known_section(section))
 			snprintf(ctx->err, ctx->errlen, "unknown section [%s] (key \"%s\")", section, name);
@@ -416,13 +153,16 @@ static int config_ini_line(void *user, const char *section, const char *name, co
 		return 0;
 	}
 	ctx->seen[k - config_keys] = true;
-	why = parse_value(k, value, ctx->cfg, why_buf);
-	if (why) {
-		snprintf(ctx->err, ctx->errlen, "invalid value \"%s\" for key \"%s\" in section [%s]: %s",
-			 value, name, section, why);
+	if (!(value = strip_inline_comment(raw))) {
+		snprintf(ctx->err, ctx->errlen, "out of memory");
 		return 0;
 	}
-	return 1;
+	why = config_parse_value(k, value, ctx->cfg, why_buf);
+	if (why)
+		snprintf(ctx->err, ctx->errlen, "invalid value \"%s\" for key \"%s\" in section [%s]: %s",
+			 value, name, section, why);
+	free(value);
+	return why ? 0 : 1;
 }
 
 static void env_name(const struct config_key *k, char *buf, size_t cap)
@@ -433,22 +173,79 @@ static void env_name(const struct config_key *k, char *buf, size_t cap)
 		buf[i] = (char)toupper((unsigned char)buf[i]);
 }
 
-static bool apply_environment(struct config *cfg, char *err, size_t errlen)
+static bool apply_environment(struct load_ctx *ctx)
 {
 	char name[128], why_buf[WHY_LEN];
 
 	for (size_t i = 0; i < NKEYS; i++) {
 		const char *value, *why;
 
+		if (ctx->only && &config_keys[i] != ctx->only)
+			continue;
 		env_name(&config_keys[i], name, sizeof(name));
 		value = getenv(name);
 		if (!value)
 			continue;
-		why = parse_value(&config_keys[i], value, cfg, why_buf);
+		why = config_parse_value(&config_keys[i], value, ctx->cfg, why_buf);
 		if (why) {
-			snprintf(err, errlen, "environment %s: invalid value \"%s\": %s", name, value, why);
+			snprintf(ctx->err, ctx->errlen, "environment %s: invalid value \"%s\": %s",
+				 name, value, why);
 			return false;
 		}
+		ctx->from_env[i] = true;
+	}
+	return true;
+}
+
+/* The section a WALGATE_<SECTION>_... variable names, or NULL. */
+static const char *env_section(const char *var)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		size_t n = strlen(config_keys[i].section);
+
+		if (!strncasecmp(var, config_keys[i].section, n) && var[n] == '_')
+			return config_keys[i].section;
+	}
+	return NULL;
+}
+
+static bool env_names_a_key(const char *var, size_t len)
+{
+	char name[128];
+
+	for (size_t i = 0; i < NKEYS; i++) {
+		env_name(&config_keys[i], name, sizeof(name));
+		if (strlen(name) == len && !strncmp(name, var, len))
+			return true;
+	}
+	return false;
+}
+
+/*
+ * A WALGATE_<SECTION>_<KEY> variable of a known section that names no key
+ * is an error (a misspelt setting would otherwise be ignored). Other
+ * WALGATE_* variables only get a warning: the test and benchmark scripts
+ * use that prefix for their own settings (WALGATE_BIN, WALGATE_TEST_QUICK).
+ */
+static bool check_environment_names(struct load_ctx *ctx)
+{
+	extern char **environ;
+
+	for (char **e = environ; e && *e; e++) {
+		const char *var = *e, *eq = strchr(var, '=');
+		size_t len = eq ? (size_t)(eq - var) : strlen(var);
+		const char *section;
+
+		if (strncmp(var, "WALGATE_", 8) || env_names_a_key(var, len))
+			continue;
+		section = env_section(var + 8);
+		if (section) {
+			snprintf(ctx->err, ctx->errlen, "environment %.*s: no such setting in section [%s] "
+				 "(walgate.ini(5) lists them)", (int)(len > 100 ? 100 : len), var, section);
+			return false;
+		}
+		log_warning("environment %.*s is not a walgate setting (WALGATE_<SECTION>_<KEY>); ignored",
+			    (int)(len > 100 ? 100 : len), var);
 	}
 	return true;
 }
@@ -462,7 +259,7 @@ static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
 
 		if (!config_keys[i].def)
 			continue;
-		why = parse_value(&config_keys[i], config_keys[i].def, cfg, why_buf);
+		why = config_parse_value(&config_keys[i], config_keys[i].def, cfg, why_buf);
 		if (why) {
 			snprintf(err, errlen, "built-in default of %s: %s", config_keys[i].name, why);
 			return false;
@@ -471,51 +268,117 @@ static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
 	return true;
 }
 
-static bool validate(struct config *cfg, char *err, size_t errlen)
+/* Where [section] name was set: "FILE:LINE: [sec] key", "environment WALGATE_..." or "[sec] key". */
+static void origin(const struct load_ctx *ctx, const char *section, const char *name, char *buf,
+		   size_t cap)
 {
-	if (cfg->listen.n == 0) {
-		snprintf(err, errlen, "[walgate] listen needs at least one address");
-		return false;
+	const struct config_key *k = find_key(section, name);
+	size_t i = (size_t)(k - config_keys);
+	char env[128];
+
+	if (ctx->from_env[i]) {
+		env_name(k, env, sizeof(env));
+		snprintf(buf, cap, "environment %s", env);
+	} else if (ctx->seen[i] && ctx->source) {
+		snprintf(buf, cap, "%s:%d: [%s] %s", ctx->source,
+			 config_line_of_key(ctx->source, section, name), section, name);
+	} else {
+		snprintf(buf, cap, "[%s] %s", section, name);
 	}
-	if (!cfg->upstream_host) {
-		snprintf(err, errlen, "[upstream] host is required (or WALGATE_UPSTREAM_HOST)");
-		return false;
-	}
-	if (!cfg->allow) {
-		snprintf(err, errlen, "[access] allow is required: list the client addresses to admit "
-			 "(allow = 0.0.0.0/0, ::/0 admits everyone, on purpose)");
-		return false;
-	}
-	if (cfg->client_tls == CLIENT_TLS_AUTO)
-		cfg->client_tls = cfg->cert_file ? CLIENT_TLS_REQUIRE : CLIENT_TLS_DISABLE;
-	if (cfg->client_tls != CLIENT_TLS_DISABLE && (!cfg->cert_file || !cfg->key_file)) {
-		snprintf(err, errlen, "[tls] client_tls = %s needs cert_file and key_file",
-			 cfg->client_tls == CLIENT_TLS_ALLOW ? "allow" : "require");
-		return false;
-	}
-	if (!cfg->server_cert_file != !cfg->server_key_file) {
-		snprintf(err, errlen, "[tls] server_cert_file and server_key_file go together");
-		return false;
-	}
-	if (cfg->auth == AUTH_AUTO)
-		cfg->auth = cfg->auth_file && cfg->client_tls != CLIENT_TLS_DISABLE &&
-			    cfg->server_tls != SERVER_TLS_DISABLE ? AUTH_SCRAM : AUTH_PASSTHROUGH;
-	if (cfg->auth == AUTH_SCRAM && !cfg->auth_file) {
-		snprintf(err, errlen, "[auth] auth = scram needs auth_file: the users walgate authenticates");
-		return false;
-	}
-	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted) {
-		snprintf(err, errlen, "[access] proxy_protocol needs proxy_protocol_trusted: "
-			 "the load balancers allowed to send a PROXY header");
-		return false;
+}
+
+/* "<where the key was set>: <what is wrong>" into the error. */
+static bool refuse(struct load_ctx *ctx, const char *section, const char *name, const char *fmt, ...)
+	__attribute__((format(printf, 4, 5)));
+
+static bool refuse(struct load_ctx *ctx, const char *section, const char *name, const char *fmt, ...)
+{
+	char where[600];
+	int n;
+	va_list ap;
+
+	origin(ctx, section, name, where, sizeof(where));
+	n = snprintf(ctx->err, ctx->errlen, "%s: ", where);
+	va_start(ap, fmt);
+	if (n > 0 && (size_t)n < ctx->errlen)
+		vsnprintf(ctx->err + n, ctx->errlen - (size_t)n, fmt, ap);
+	va_end(ap);
+	return false;
+}
+
+/* Every file setting names a file walgate can open now, said in plain words. */
+static bool check_files(struct load_ctx *ctx)
+{
+	for (size_t i = 0; i < NKEYS; i++) {
+		const struct config_key *k = &config_keys[i];
+		const char *path;
+		struct stat st;
+		int fd;
+
+		if (k->type != KT_FILE)
+			continue;
+		path = *(char **)((char *)ctx->cfg + k->offset);
+		if (!path)
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			return refuse(ctx, k->section, k->name, "cannot open \"%s\": %s", path,
+				      strerror(errno));
+		if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+			close(fd);
+			return refuse(ctx, k->section, k->name, "\"%s\" is a directory, not a file", path);
+		}
+		close(fd);
 	}
 	return true;
 }
 
-struct config *config_load(const char *path, char *err, size_t errlen)
+static bool validate(struct load_ctx *ctx)
+{
+	struct config *cfg = ctx->cfg;
+
+	if (cfg->listen.n == 0)
+		return refuse(ctx, "walgate", "listen", "needs at least one address");
+	if (!cfg->upstream_host) {
+		snprintf(ctx->err, ctx->errlen, "[upstream] host is required (or WALGATE_UPSTREAM_HOST)");
+		return false;
+	}
+	if (!cfg->allow) {
+		snprintf(ctx->err, ctx->errlen, "[access] allow is required: list the client addresses "
+			 "to admit (allow = 0.0.0.0/0, ::/0 admits everyone, on purpose)");
+		return false;
+	}
+	if (strcasecmp(cfg->min_version, "TLSv1.2") && strcasecmp(cfg->min_version, "TLSv1.3"))
+		return refuse(ctx, "tls", "min_version", "\"%s\": expected TLSv1.2 or TLSv1.3",
+			      cfg->min_version);
+	if (!check_files(ctx))
+		return false;
+	cfg->client_tls_configured = cfg->client_tls;
+	cfg->auth_configured = cfg->auth;
+	if (cfg->client_tls == CLIENT_TLS_AUTO)
+		cfg->client_tls = cfg->cert_file ? CLIENT_TLS_REQUIRE : CLIENT_TLS_DISABLE;
+	if (cfg->client_tls != CLIENT_TLS_DISABLE && (!cfg->cert_file || !cfg->key_file))
+		return refuse(ctx, "tls", "client_tls", "%s needs cert_file and key_file",
+			      cfg->client_tls == CLIENT_TLS_ALLOW ? "allow" : "require");
+	if (!cfg->server_cert_file != !cfg->server_key_file)
+		return refuse(ctx, "tls", cfg->server_cert_file ? "server_cert_file" : "server_key_file",
+			      "server_cert_file and server_key_file go together");
+	if (cfg->auth == AUTH_AUTO)
+		cfg->auth = cfg->auth_file && cfg->client_tls != CLIENT_TLS_DISABLE &&
+			    cfg->server_tls != SERVER_TLS_DISABLE ? AUTH_SCRAM : AUTH_PASSTHROUGH;
+	if (cfg->auth == AUTH_SCRAM && !cfg->auth_file)
+		return refuse(ctx, "auth", "auth", "scram needs auth_file: the users walgate authenticates");
+	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted)
+		return refuse(ctx, "access", "proxy_protocol", "needs proxy_protocol_trusted: "
+			      "the load balancers allowed to send a PROXY header");
+	return true;
+}
+
+static struct config *load(const char *path, const struct config_key *only, char *err,
+			   size_t errlen)
 {
 	struct config *cfg = calloc(1, sizeof(*cfg));
-	struct load_ctx ctx = { .cfg = cfg, .source = path, .err = err, .errlen = errlen };
+	struct load_ctx ctx = { .cfg = cfg, .source = path, .only = only, .err = err, .errlen = errlen };
 
 	err[0] = '\0';
 	if (!cfg) {
@@ -525,7 +388,10 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 	if (!apply_defaults(cfg, err, errlen))
 		goto fail;
 	if (path) {
-		int line = ini_parse(path, config_ini_line, &ctx);
+		int line;
+
+		config_lift_line_limit();
+		line = ini_parse(path, config_ini_line, &ctx);
 
 		if (line < 0) {
 			snprintf(err, errlen, "%s: cannot read: %s", path, line == -1 ? strerror(errno) : "out of memory");
@@ -534,18 +400,40 @@ struct config *config_load(const char *path, char *err, size_t errlen)
 		if (line > 0) {
 			char why[768];
 
-			snprintf(why, sizeof(why), "%s", *err ? err : "syntax error");
+			if (*err)
+				snprintf(why, sizeof(why), "%s", err);
+			else
+				config_describe_syntax_error(path, line, why, sizeof(why));
 			snprintf(err, errlen, "%s:%d: %s", path, line, why);
 			goto fail;
 		}
 		cfg->path = strdup(path);
 	}
-	if (!apply_environment(cfg, err, errlen) || !validate(cfg, err, errlen))
+	if (only)
+		return apply_environment(&ctx) ? cfg : (config_free(cfg), NULL);
+	if (!check_environment_names(&ctx) || !apply_environment(&ctx) || !validate(&ctx))
 		goto fail;
 	return cfg;
 fail:
 	config_free(cfg);
 	return NULL;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+	return load(path, NULL, err, errlen);
+}
+
+struct config *config_load_key(const char *path, const char *section, const char *name, char *err,
+			       size_t errlen)
+{
+	const struct config_key *k = find_key(section, name);
+
+	if (!k) {
+		snprintf(err, errlen, "no setting [%s] %s", section, name);
+		return NULL;
+	}
+	return load(path, k, err, errlen);
 }
 
 void config_free(struct config *cfg)
@@ -555,7 +443,7 @@ void config_free(struct config *cfg)
 	for (size_t i = 0; i < NKEYS; i++) {
 		void *field = (char *)cfg + config_keys[i].offset;
 
-		if (config_keys[i].type == KT_STRING)
+		if (config_keys[i].type == KT_STRING || config_keys[i].type == KT_FILE)
 			free(*(char **)field);
 		else if (config_keys[i].type == KT_ALLOWLIST)
 			allowlist_free(*(struct allowlist **)field);
@@ -621,6 +509,26 @@ int config_keep_restart_only(struct config *next, const struct config *old)
 		}
 	}
 	return kept;
+}
+
+void config_origin(const struct config *cfg, const char *section, const char *name, char *buf,
+		   size_t cap)
+{
+	const struct config_key *k = find_key(section, name);
+	char env[128];
+	int line;
+
+	if (!k) {
+		snprintf(buf, cap, "[%s] %s", section, name);
+		return;
+	}
+	env_name(k, env, sizeof(env));
+	if (getenv(env))
+		snprintf(buf, cap, "environment %s", env);
+	else if (cfg->path && (line = config_line_of_key(cfg->path, section, name)) > 0)
+		snprintf(buf, cap, "%s:%d: [%s] %s", cfg->path, line, section, name);
+	else
+		snprintf(buf, cap, "[%s] %s", section, name);
 }
 
 const struct config *config_current(void)

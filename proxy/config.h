@@ -80,7 +80,8 @@ struct config {
 	int enforce_on_reload;
 
 	/* [tls] */
-	int client_tls;			/* enum client_tls_mode */
+	int client_tls;			/* enum client_tls_mode, auto resolved */
+	int client_tls_configured;	/* as written, auto included */
 	char *cert_file;
 	char *key_file;
 	char *ca_file;
@@ -92,7 +93,8 @@ struct config {
 	char *ciphers;
 
 	/* [auth] */
-	int auth;			/* enum auth_mode */
+	int auth;			/* enum auth_mode, auto resolved */
+	int auth_configured;		/* as written, auto included */
 	char *auth_file;
 
 	/* [metrics] */
@@ -121,6 +123,23 @@ struct config {
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *cfg);
+
+/*
+ * Read only [section] name from path and the environment, ignoring every
+ * other setting and not validating the whole: for --probe, which needs the
+ * metrics address and must work from any environment the server runs in.
+ * The other fields keep their defaults (or are empty).
+ */
+struct config *config_load_key(const char *path, const char *section, const char *name, char *err,
+			       size_t errlen);
+
+/*
+ * Where cfg's [section] name came from, for an error found after loading
+ * (a certificate that does not parse): "FILE:LINE: [sec] key", "environment
+ * WALGATE_SEC_KEY", or "[sec] key" for a default.
+ */
+void config_origin(const struct config *cfg, const char *section, const char *name, char *buf,
+		   size_t cap);
 
 /*
  * Keep the settings of old that only a restart can change in next, and

@@ -14,6 +14,7 @@
 
 #include "authfile.h"
 #include "config.h"
+#include "monitor.h"
 #include "tls_upgrade.h"
 
 static pthread_mutex_t latest_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -47,6 +48,8 @@ struct generation *generation_build(struct config *cfg, char *err, size_t errlen
 	}
 	g->cfg = cfg;
 	atomic_init(&g->refs, 1);
+	if (!monitor_check_conninfo(cfg->monitor_conninfo, err, errlen))
+		goto fail;
 	if (cfg->auth == AUTH_SCRAM && !(g->auth_users = auth_users_load(cfg->auth_file, err, errlen)))
 		goto fail;
 	if (!tls_contexts_build(cfg, &g->tls_server, &g->tls_client, err, errlen))

@@ -24,12 +24,17 @@ void lag_tracker_free(struct lag_tracker *lt)
 void lag_tracker_stop(struct lag_tracker *lt)
 {
 	int64_t kept[LAG_KINDS];
+	bool caught_up[LAG_KINDS];
 
-	for (int k = 0; k < LAG_KINDS; k++)
+	for (int k = 0; k < LAG_KINDS; k++) {
 		kept[k] = lt->lag_us[k];
+		caught_up[k] = lt->caught_up[k];
+	}
 	lag_tracker_free(lt);
-	for (int k = 0; k < LAG_KINDS; k++)
+	for (int k = 0; k < LAG_KINDS; k++) {
 		lt->lag_us[k] = kept[k];
+		lt->caught_up[k] = caught_up[k];
+	}
 }
 
 static uint64_t oldest_read(const struct lag_tracker *lt)
@@ -53,6 +58,11 @@ bool lag_tracker_sent(struct lag_tracker *lt, uint64_t lsn, int64_t now_us)
 
 	if (lsn <= lt->last_lsn)
 		return true;
+	for (int k = 0; k < LAG_KINDS; k++) {
+		if (lt->caught_up[k])
+			lt->lag_us[k] = 0;	/* what was measured before catching up is over */
+		lt->caught_up[k] = false;	/* something new to confirm */
+	}
 	/* Too close to the newest sample still held: that one stands for both. */
 	if (lt->written > oldest_read(lt) &&
 	    now_us - sample_at(lt, lt->written - 1)->t_us < LAG_SAMPLE_SPACING_US)
@@ -78,14 +88,16 @@ void lag_tracker_confirmed(struct lag_tracker *lt, enum lag_kind k, uint64_t lsn
 		newest = sample_at(lt, lt->read[k]++);
 	if (newest)
 		lt->lag_us[k] = now_us - newest->t_us;
-	else if (lsn >= sent && lt->read[k] == lt->written)
-		lt->lag_us[k] = 0;	/* caught up, and nothing new was measured */
+	/* nothing behind: lag_tracker_seconds() says 0 whatever this update measured */
+	lt->caught_up[k] = lsn >= sent && lt->read[k] == lt->written;
 }
 
 double lag_tracker_seconds(const struct lag_tracker *lt, enum lag_kind k, int64_t now_us)
 {
 	int64_t lag = lt->lag_us[k] > 0 ? lt->lag_us[k] : 0;
 
+	if (lt->caught_up[k])
+		return 0;
 	if (lt->read[k] < lt->written) {
 		int64_t age = now_us - sample_at(lt, lt->read[k])->t_us;
 

@@ -9,8 +9,9 @@
  * Two differences from the walsender, both for alerting: between status
  * updates the lag reported is at least the age of the oldest position
  * still unconfirmed (a client that stops confirming shows a rising lag,
- * not a frozen one), and a client confirmed up to everything sent has a
- * lag of 0, not NULL.
+ * not a frozen one), and from the status update that confirms everything
+ * sent until something new is sent the lag is 0 (the walsender keeps
+ * showing the lag that update measured until the next one, then NULL).
  *
  * Pure: times are given by the caller (monotonic microseconds).
  */
@@ -47,6 +48,7 @@ struct lag_tracker {
 	uint64_t read[LAG_KINDS];	/* per kind, the oldest sample not yet confirmed */
 	uint64_t last_lsn;		/* highest position recorded */
 	int64_t lag_us[LAG_KINDS];	/* last measured; -1 before any */
+	bool caught_up[LAG_KINDS];	/* confirmed everything sent, nothing sent since */
 };
 
 void lag_tracker_init(struct lag_tracker *lt);

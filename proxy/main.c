@@ -22,7 +22,9 @@
 #include "generation.h"
 #include "listener.h"
 #include "log.h"
+#include "make_verifier.h"
 #include "metrics.h"
+#include "modes.h"
 #include "monitor.h"
 #include "probe.h"
 #include "sdnotify.h"
@@ -50,15 +52,21 @@ struct app {
 static void usage(FILE *out)
 {
 	fprintf(out,
-		"Usage: walgate [--config FILE] [--check-config | --probe PATH]\n"
+		"Usage: walgate [--config FILE] [--check-config] [--probe PATH]\n"
+		"       walgate --make-verifier\n"
 		"\n"
 		"A PostgreSQL wire-protocol proxy for logical replication clients.\n"
 		"\n"
 		"  -c, --config FILE   read the INI configuration FILE; every key can also be\n"
 		"                      set as WALGATE_<SECTION>_<KEY> in the environment\n"
-		"  -t, --check-config  validate the configuration, print the verdict, exit 0 or 1\n"
-		"  -p, --probe PATH    GET PATH (/healthz, /readyz) from the metrics endpoint of\n"
-		"                      the configuration; exit 0 on 200, else 1 (health checks)\n"
+		"  -t, --check-config  validate the configuration, print the effective modes and\n"
+		"                      the verdict, exit 0 or 1\n"
+		"  -p, --probe PATH    GET PATH (/healthz, /readyz) from the metrics endpoint;\n"
+		"                      reads only [metrics] listen; exit 0 on 200, else 1 (health\n"
+		"                      checks). With --check-config: both, exit 0 if both pass\n"
+		"  -m, --make-verifier read a password (from the terminal, or the first line of\n"
+		"                      stdin) and print a fresh SCRAM-SHA-256 verifier for it:\n"
+		"                      for ALTER ROLE ... PASSWORD and the auth file\n"
 		"  -V, --version       print the version and exit\n"
 		"  -h, --help          print this help and exit\n");
 }
@@ -168,16 +176,28 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	generation_publish(g);
 	workers_reload(app->workers);
 	monitor_reconfigure(app->monitor, g->cfg);
+	modes_log(g);
 	warn_relayed_auth(g);
 	sdnotify_reloaded(g->cfg->generation, 1);
 	log_info("configuration reloaded%s%s (rule set %u)", app->config_path ? " from " : "",
 		 app->config_path ? app->config_path : "", g->cfg->generation);
 }
 
-/* Readiness follows whichever spoke last: a client's connect or the poller. */
-static void on_monitor_result(void *arg, int up)
+/*
+ * Readiness follows whichever spoke last: a client's connect or the
+ * poller. The poller speaks only when it polls the very host and port of
+ * [upstream], and only of whether it could open a connection: its own
+ * login or query failing says nothing of whether clients can be relayed
+ * (that shows in walgate_monitor_up, /slots and the log).
+ */
+static void on_monitor_result(void *arg, const struct monitor_outcome *o)
 {
-	worker_note_upstream(arg, up == 1);
+	const struct config *cfg = config_current();
+	int port = o->port && *o->port ? atoi(o->port) : 5432;
+
+	if (o->host && cfg->upstream_host && !strcmp(o->host, cfg->upstream_host) &&
+	    port == cfg->upstream_port)
+		worker_note_upstream_polled(arg, o->reached);
 }
 
 static int parse_args(int argc, char **argv, struct app *app, int *check_only)
@@ -186,13 +206,14 @@ static int parse_args(int argc, char **argv, struct app *app, int *check_only)
 		{ "config", required_argument, NULL, 'c' },
 		{ "check-config", no_argument, NULL, 't' },
 		{ "probe", required_argument, NULL, 'p' },
+		{ "make-verifier", no_argument, NULL, 'm' },
 		{ "version", no_argument, NULL, 'V' },
 		{ "help", no_argument, NULL, 'h' },
 		{ NULL, 0, NULL, 0 },
 	};
 	int c;
 
-	while ((c = getopt_long(argc, argv, "c:tp:Vh", opts, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:tp:mVh", opts, NULL)) != -1) {
 		switch (c) {
 		case 'c':
 			app->config_path = optarg;
@@ -203,6 +224,8 @@ static int parse_args(int argc, char **argv, struct app *app, int *check_only)
 		case 'p':
 			app->probe_path = optarg;
 			break;
+		case 'm':
+			exit(make_verifier_run());
 		case 'V':
 			printf("walgate %s\n", WALGATE_VERSION);
 			exit(0);
@@ -264,11 +287,30 @@ static int check_config(struct app *app, struct config *cfg)
 		fprintf(stderr, "walgate: %s\n", err);
 		return 1;
 	}
+	modes_describe(g, err, sizeof(err));
+	printf("walgate: modes: %s\n", err);
 	generation_publish(g);
 	generation_leave();
 	generation_retire();
 	printf("walgate: configuration %s is valid\n", app->config_path ? app->config_path : "(environment)");
+	fflush(stdout);
 	return 0;
+}
+
+/* --probe: only the metrics address is read, so any environment the server runs in will do. */
+static int probe(struct app *app)
+{
+	char err[1024];
+	struct config *cfg = config_load_key(app->config_path, "metrics", "listen", err, sizeof(err));
+	int rc;
+
+	if (!cfg) {
+		fprintf(stderr, "walgate: --probe: %s\n", err);
+		return 1;
+	}
+	rc = probe_run(cfg, app->probe_path);
+	config_free(cfg);
+	return rc;
 }
 
 static unsigned worker_count(const struct config *cfg)
@@ -296,6 +338,7 @@ static int run(struct app *app, struct config *cfg)
 		return 1;
 	}
 	generation_publish(g);
+	modes_log(g);
 	warn_relayed_auth(g);
 	if (add_signals(app) < 0 ||
 	    !(app->workers = workers_start(app->base, worker_count(cfg), &app->shared, &cb)) ||
@@ -322,18 +365,18 @@ int main(int argc, char **argv)
 
 	if (parse_args(argc, argv, &app, &check_only) < 0)
 		return 1;
+	if (app.probe_path && !check_only)
+		return probe(&app);
 	cfg = config_load(app.config_path, err, sizeof(err));
-	if (!cfg) {
+	if (!cfg)
 		fprintf(stderr, "walgate: %s\n", err);
+	if (check_only) {
+		/* both, each with its verdict: neither hides the other */
+		rc = cfg ? check_config(&app, cfg) : 1;
+		return app.probe_path ? rc | probe(&app) : rc;
+	}
+	if (!cfg)
 		return 1;
-	}
-	if (app.probe_path) {
-		rc = probe_run(cfg, app.probe_path);
-		config_free(cfg);
-		return rc;
-	}
-	if (check_only)
-		return check_config(&app, cfg);
 	/* A peer that vanishes mid-write must be an error return, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
 	worker_shared_init(&app.shared);

@@ -10,18 +10,21 @@
 #include "metrics.h"
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
 #include <event2/http.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "allowlist.h"
 #include "config.h"
 #include "listener.h"
 #include "log.h"
 #include "metrics_conn.h"
 #include "metrics_slots.h"
 #include "monitor.h"
+#include "netutil.h"
 #include "generation.h"
 #include "tls_context.h"
 #include "walgate_version.h"
@@ -145,6 +148,34 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	metrics_slots_render(b, snap->slots, snap->nslots, m->mon);
 }
 
+static bool peer_allowed(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	const struct sockaddr *sa = conn ? evhttp_connection_get_addr(conn) : NULL;
+
+	return sa && allowlist_match(config_current()->metrics_allow, sa);
+}
+
+/*
+ * /healthz and /readyz are answered to a connection from the address it
+ * came in on (net_peer_is_self: how `walgate --probe` connects) whatever
+ * [metrics] allow says, so that a container's HEALTHCHECK keeps working
+ * when the list names only the scrapers. They tell only "ok" or "not
+ * ready" and why; /metrics and /slots follow the list.
+ */
+static bool is_health_path(const char *path)
+{
+	return !strcmp(path, "/healthz") || !strcmp(path, "/readyz");
+}
+
+static bool peer_is_self(struct evhttp_request *req)
+{
+	struct evhttp_connection *conn = evhttp_request_get_connection(req);
+	struct bufferevent *bev = conn ? evhttp_connection_get_bufferevent(conn) : NULL;
+
+	return bev && net_peer_is_self(bufferevent_getfd(bev));
+}
+
 static void reply_text(struct evhttp_request *req, int code, const char *reason, const char *body)
 {
 	struct evbuffer *b = evbuffer_new();
@@ -162,6 +193,16 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 static bool is_ready(const struct metrics_server *m)
 {
 	return m->accepting && atomic_load(&m->shared->upstream_reachable) != 0;
+}
+
+static const char *not_ready_reason(const struct metrics_server *m)
+{
+	if (!m->accepting)
+		return "not ready: not accepting connections\n";
+	if (atomic_load(&m->shared->upstream_noted_by) == UPSTREAM_BY_MONITOR)
+		return "not ready: the monitor could not connect to the upstream at its last poll "
+		       "(its reason is in /slots)\n";
+	return "not ready: a client's connection to the upstream failed at the last attempt\n";
 }
 
 static void reply_body(struct evhttp_request *req, struct evbuffer *b, const char *type)
@@ -237,6 +278,11 @@ static void handle(struct evhttp_request *req, void *arg)
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
 	if (!path)
 		path = "/";
+	/* admitted at accept only as walgate's own probe (metrics_conn.c): health paths only */
+	if (!peer_allowed(req) && !(is_health_path(path) && peer_is_self(req))) {
+		reply_text(req, 403, "Forbidden", "forbidden\n");
+		return;
+	}
 	if (strcmp(path, "/metrics") && strcmp(path, "/healthz") && strcmp(path, "/readyz") &&
 	    strcmp(path, "/slots")) {
 		reply_text(req, 404, "Not Found", "not found: try /metrics, /slots, /healthz or /readyz\n");
@@ -253,9 +299,7 @@ static void handle(struct evhttp_request *req, void *arg)
 		if (is_ready(m))
 			reply_text(req, 200, "OK", "ready\n");
 		else
-			reply_text(req, 503, "Service Unavailable",
-				   m->accepting ? "not ready: the upstream was unreachable at the last connect\n"
-						: "not ready: not accepting connections\n");
+			reply_text(req, 503, "Service Unavailable", not_ready_reason(m));
 	} else {
 		queue_document(m, req, !strcmp(path, "/slots"));
 	}

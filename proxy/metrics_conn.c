@@ -8,7 +8,9 @@
  * we note the bufferevent and activate one event, which runs in the same
  * loop pass, after evhttp has attached the socket and before the loop can
  * read from it. There each arrival is judged: its source against
- * [metrics] allow, the number open against METRICS_MAX_CONNECTIONS, and its
+ * [metrics] allow (or, for walgate --probe, a connection from the address
+ * it came in on, which metrics.c then serves /healthz and /readyz only),
+ * the number open against METRICS_MAX_CONNECTIONS, and its
  * descriptor against the reserve kept for the client port. A refusal is a
  * close before any byte is read.
  *
@@ -135,7 +137,8 @@ static int judge_one(struct metrics_conns *mc, struct evhttp_connection *evcon, 
 {
 	const struct sockaddr *sa = evhttp_connection_get_addr(evcon);
 
-	if (!sa || !allowlist_match(config_current()->metrics_allow, sa))
+	/* walgate's own probe (a connection from the address it came in on) may ask for health */
+	if (!sa || (!allowlist_match(config_current()->metrics_allow, sa) && !net_peer_is_self(fd)))
 		return METRICS_REFUSED_NOT_ALLOWED;
 	if (mc->nopen >= METRICS_MAX_CONNECTIONS)
 		return METRICS_REFUSED_TOO_MANY;

@@ -217,8 +217,17 @@ static void render_upstream(struct evbuffer *b, const struct monitor_view *v)
 	if (!v->enabled)
 		return;
 	metrics_family(b, "walgate_upstream_up", "gauge",
-	       "1 when the last poll of the upstream ([monitor] conninfo) succeeded.");
-	evbuffer_add_printf(b, "walgate_upstream_up %d\n", v->up == 1);
+	       "1 when the monitor's last poll could open a connection to the upstream.");
+	evbuffer_add_printf(b, "walgate_upstream_up %d\n", v->reached == 1);
+	metrics_family(b, "walgate_monitor_up", "gauge",
+	       "1 when the monitor's last poll logged in and read pg_replication_slots.");
+	evbuffer_add_printf(b, "walgate_monitor_up %d\n", v->up == 1);
+	metrics_family(b, "walgate_monitor_poll_failures_total", "counter",
+	       "Polls of the upstream that failed, by stage: connect (the upstream is unreachable), "
+	       "login (TLS, authentication, database), query.");
+	for (int st = 0; st < MONITOR_STAGES; st++)
+		evbuffer_add_printf(b, "walgate_monitor_poll_failures_total{stage=\"%s\"} %llu\n",
+				    monitor_stage_name((enum monitor_stage)st), (unsigned long long)v->failures[st]);
 	if (v->last_poll_unix) {
 		metrics_family(b, "walgate_upstream_poll_duration_seconds", "gauge",
 		       "How long the last poll of the upstream took, connecting included.");
@@ -344,9 +353,16 @@ void metrics_slots_json(struct evbuffer *b, const struct slot_view *sv, size_t n
 
 	evbuffer_add(b, "{\"upstream\":", 12);
 	if (v && v->enabled) {
-		evbuffer_add_printf(b, "{\"up\":%s,\"last_poll\":%.3f,\"poll_duration_seconds\":%.6f,",
-				    v->up < 0 ? "null" : v->up ? "true" : "false", v->last_poll_unix,
-				    v->poll_duration);
+		evbuffer_add_printf(b, "{\"up\":%s,\"reachable\":%s,\"last_poll\":%.3f,"
+				    "\"poll_duration_seconds\":%.6f,",
+				    v->up < 0 ? "null" : v->up ? "true" : "false",
+				    v->reached < 0 ? "null" : v->reached ? "true" : "false",
+				    v->last_poll_unix, v->poll_duration);
+		if (v->failed_stage >= 0)
+			evbuffer_add_printf(b, "\"failed_at\":\"%s\",",
+					    monitor_stage_name((enum monitor_stage)v->failed_stage));
+		else
+			evbuffer_add(b, "\"failed_at\":null,", 17);
 		json_string(b, "error", v->error);
 		evbuffer_add(b, "}", 1);
 	} else {

@@ -50,15 +50,18 @@ struct monitor {
 	struct event *timer;
 	struct timeval poll_started;
 	bool reused;			/* this poll went out on the kept connection */
+	bool reached;			/* this poll opened a connection to the server */
 	struct upstream_slot *pending;	/* rows of the query under way */
 	size_t npending;
 	char failure[256];		/* its error, if it failed */
-	void (*on_result)(void *arg, int up);
+	char last_host[256], last_port[16];	/* the server of the last connection */
+	void (*on_result)(void *arg, const struct monitor_outcome *o);
 	void *arg;
 	struct monitor_view view;
 };
 
 static void monitor_poll(struct monitor *m);
+static void notice_to_log(void *arg, const char *message);
 static void on_socket(evutil_socket_t fd, short what, void *arg);
 
 static double tv_seconds(const struct timeval *tv)
@@ -96,17 +99,46 @@ static void close_conn(struct monitor *m)
 	m->conn = NULL;
 }
 
+const char *monitor_stage_name(enum monitor_stage s)
+{
+	static const char *const names[] = { "connect", "login", "query" };
+
+	return s < MONITOR_STAGES ? names[s] : "unknown";
+}
+
 static void poll_ended(struct monitor *m, int up)
 {
+	struct monitor_outcome o = { .up = up == 1, .reached = m->reached };
 	struct timeval now;
 
 	gettimeofday(&now, NULL);
 	m->view.up = up;
+	m->view.reached = m->reached;
 	m->view.last_poll_unix = tv_seconds(&now);
 	m->view.poll_duration = tv_seconds(&now) - tv_seconds(&m->poll_started);
+	o.host = m->conn ? PQhost(m->conn) : m->last_host;
+	o.port = m->conn ? PQport(m->conn) : m->last_port;
 	if (m->on_result)
-		m->on_result(m->arg, up);
+		m->on_result(m->arg, &o);
 	monitor_set_state(m, MON_IDLE);
+}
+
+/* Which server the connection is for, kept for after it is closed. */
+static void remember_server(struct monitor *m)
+{
+	if (!m->conn)
+		return;
+	snprintf(m->last_host, sizeof(m->last_host), "%s", PQhost(m->conn) ? PQhost(m->conn) : "");
+	snprintf(m->last_port, sizeof(m->last_port), "%s", PQport(m->conn) ? PQport(m->conn) : "");
+}
+
+/* Past CONNECTION_STARTED libpq has a connection to a server (it may still fail later). */
+static void note_progress(struct monitor *m)
+{
+	ConnStatusType st = PQstatus(m->conn);
+
+	if (st != CONNECTION_STARTED && st != CONNECTION_BAD && st != CONNECTION_NEEDED)
+		m->reached = true;
 }
 
 static void poll_failed(struct monitor *m, const char *why)
@@ -114,7 +146,11 @@ static void poll_failed(struct monitor *m, const char *why)
 	char msg[sizeof(m->view.error)];
 	size_t n;
 
+	enum monitor_stage stage = m->state == MON_QUERYING ? MONITOR_STAGE_QUERY :
+				   m->reached ? MONITOR_STAGE_LOGIN : MONITOR_STAGE_CONNECT;
+
 	snprintf(msg, sizeof(msg), "%s", why && *why ? why : "unknown error");
+	remember_server(m);
 	close_conn(m);
 	if (m->reused) {
 		/* the kept connection may just have gone stale (a server restart): once more, anew */
@@ -126,9 +162,13 @@ static void poll_failed(struct monitor *m, const char *why)
 	while (n > 0 && (msg[n - 1] == '\n' || msg[n - 1] == ' '))
 		msg[--n] = '\0';
 	/* one line per change of state or of reason, not one per interval */
-	if (m->view.up != 0 || strcmp(msg, m->view.error))
-		log_warning("monitor: polling the upstream failed: %s", msg);
+	if (m->view.up != 0 || m->view.failed_stage != (int)stage || strcmp(msg, m->view.error))
+		log_warning("monitor: polling the upstream failed at %s (%s): %s", monitor_stage_name(stage),
+			    stage == MONITOR_STAGE_CONNECT ? "the upstream is unreachable"
+			    : "the upstream answers; the monitor's own settings or rights fail", msg);
 	memcpy(m->view.error, msg, sizeof(msg));
+	m->view.failed_stage = (int)stage;
+	m->view.failures[stage]++;
 	poll_ended(m, 0);
 }
 
@@ -205,6 +245,7 @@ static void query_done(struct monitor *m)
 		log_info("monitor: the upstream answers; %zu replication slot%s", m->view.nslots,
 			 m->view.nslots == 1 ? "" : "s");
 	m->view.error[0] = '\0';
+	m->view.failed_stage = -1;
 	poll_ended(m, 1);
 }
 
@@ -252,8 +293,12 @@ static void send_query(struct monitor *m)
 
 static void connect_step(struct monitor *m)
 {
-	switch (PQconnectPoll(m->conn)) {
+	PostgresPollingStatusType st = PQconnectPoll(m->conn);
+
+	note_progress(m);
+	switch (st) {
 	case PGRES_POLLING_OK:
+		m->reached = true;
 		PQsetnonblocking(m->conn, 1);
 		send_query(m);
 		break;
@@ -289,6 +334,7 @@ static void monitor_poll(struct monitor *m)
 
 	arm_timer(m, m->timeout_ms);
 	m->reused = m->conn && PQstatus(m->conn) == CONNECTION_OK;
+	m->reached = m->reused;
 	if (m->reused) {
 		send_query(m);
 		return;
@@ -300,7 +346,21 @@ static void monitor_poll(struct monitor *m)
 		poll_failed(m, m->conn ? PQerrorMessage(m->conn) : "out of memory");
 		return;
 	}
+	PQsetNoticeProcessor(m->conn, notice_to_log, NULL);
 	wait_socket(m, EV_WRITE);
+}
+
+/* A NOTICE or WARNING from the server reaches walgate's log, not stderr (log_format = json). */
+static void notice_to_log(void *arg, const char *message)
+{
+	char line[512];
+	size_t n;
+
+	snprintf(line, sizeof(line), "%s", message);
+	n = strlen(line);
+	while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == ' '))
+		line[--n] = '\0';
+	log_info("monitor: the upstream says: %s", line);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -329,6 +389,8 @@ void monitor_reconfigure(struct monitor *m, const struct config *cfg)
 	close_conn(m);
 	m->view.enabled = m->conninfo != NULL;
 	m->view.up = -1;
+	m->view.reached = -1;
+	m->view.failed_stage = -1;
 	m->view.error[0] = '\0';
 	free(m->view.slots);
 	m->view.slots = NULL;
@@ -342,7 +404,8 @@ void monitor_reconfigure(struct monitor *m, const struct config *cfg)
 }
 
 struct monitor *monitor_start(struct event_base *base, const struct config *cfg,
-			      void (*on_result)(void *arg, int up), void *arg)
+			      void (*on_result)(void *arg, const struct monitor_outcome *o),
+			      void *arg)
 {
 	struct monitor *m = calloc(1, sizeof(*m));
 
@@ -352,6 +415,8 @@ struct monitor *monitor_start(struct event_base *base, const struct config *cfg,
 	m->on_result = on_result;
 	m->arg = arg;
 	m->view.up = -1;
+	m->view.reached = -1;
+	m->view.failed_stage = -1;
 	m->timer = evtimer_new(base, on_timer, m);
 	if (!m->timer) {
 		free(m);

@@ -51,3 +51,40 @@ void net_format_addr(const struct sockaddr *sa, char *buf, size_t cap)
 		snprintf(buf, cap, "(family %d)", sa->sa_family);
 	}
 }
+
+static const void *addr_bytes(const struct sockaddr_storage *ss, size_t *len)
+{
+	if (ss->ss_family == AF_INET) {
+		*len = 4;
+		return &((const struct sockaddr_in *)ss)->sin_addr;
+	}
+	if (ss->ss_family == AF_INET6) {
+		const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+
+		if (IN6_IS_ADDR_V4MAPPED(a)) {
+			*len = 4;
+			return &a->s6_addr[12];
+		}
+		*len = 16;
+		return a;
+	}
+	*len = 0;
+	return NULL;
+}
+
+bool net_peer_is_self(int fd)
+{
+	struct sockaddr_storage peer, self;
+	socklen_t plen = sizeof(peer), slen = sizeof(self);
+	const unsigned char *p, *s;
+	size_t pn, sn;
+
+	if (fd < 0 || getpeername(fd, (struct sockaddr *)&peer, &plen) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&self, &slen) < 0)
+		return false;
+	p = addr_bytes(&peer, &pn);
+	s = addr_bytes(&self, &sn);
+	if (!p || !s)
+		return false;
+	return pn == sn && !memcmp(p, s, pn);
+}

@@ -63,6 +63,28 @@ static void malformed(struct repl_track *t, enum protocol_error_kind kind, const
 
 /* ---- commands ------------------------------------------------------- */
 
+/* START_REPLICATION with the pgoutput options the client named, and only those. */
+static void start_logged(struct repl_track *t, const struct pg_repl_cmd *c)
+{
+	static const char *const streaming[] = { "off", "on", "parallel" };
+	char opts[PG_REPL_PUBNAMES_MAX + 128] = "";
+	size_t n = 0;
+
+	if (c->proto_version_given)
+		n += (size_t)snprintf(opts + n, sizeof(opts) - n, " proto_version=%d", c->proto_version);
+	if (c->publication_names_given && n < sizeof(opts))
+		n += (size_t)snprintf(opts + n, sizeof(opts) - n, " publication_names=\"%s\"%s",
+				      c->publication_names, c->publication_names_truncated ? "..." : "");
+	if (c->streaming_given && n < sizeof(opts))
+		n += (size_t)snprintf(opts + n, sizeof(opts) - n, " streaming=%s", streaming[c->streaming]);
+	if (c->two_phase_given && n < sizeof(opts))
+		snprintf(opts + n, sizeof(opts) - n, " two_phase=%s", c->two_phase ? "on" : "off");
+	log_write(LOG_LEVEL_INFO, t->log_prefix, "replication: START_REPLICATION%s%s %s %X/%X%s",
+		  c->slot[0] ? " SLOT " : "", c->slot,
+		  c->repl_kind == PG_REPL_KIND_LOGICAL ? "LOGICAL" : "PHYSICAL",
+		  LSN_ARGS(c->start_lsn), opts);
+}
+
 static void command_logged(struct repl_track *t, const struct pg_repl_cmd *c)
 {
 	switch (c->kind) {
@@ -76,11 +98,7 @@ static void command_logged(struct repl_track *t, const struct pg_repl_cmd *c)
 		log_write(LOG_LEVEL_INFO, t->log_prefix, "replication: DROP_REPLICATION_SLOT %s", c->slot);
 		break;
 	case PG_REPL_CMD_START_REPLICATION:
-		log_write(LOG_LEVEL_INFO, t->log_prefix,
-			  "replication: START_REPLICATION%s%s %s %X/%X proto_version=%d streaming=%d",
-			  c->slot[0] ? " SLOT " : "", c->slot,
-			  c->repl_kind == PG_REPL_KIND_LOGICAL ? "LOGICAL" : "PHYSICAL",
-			  LSN_ARGS(c->start_lsn), c->proto_version, (int)c->streaming);
+		start_logged(t, c);
 		break;
 	default:
 		if (log_enabled(LOG_LEVEL_DEBUG))

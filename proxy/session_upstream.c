@@ -50,6 +50,17 @@ static void client_message(void *arg, struct pg_scanner *sc, bool captured)
 		snprintf(s->close_reason, sizeof(s->close_reason), "client terminated");
 }
 
+/* Once the upstream said AuthenticationOk: a refused login logs only its closed: line. */
+static void log_login(const struct session *s)
+{
+	const struct pg_startup *st = &s->startup;
+
+	slog_info(s, "login: user=%s database=%s replication=%s application_name=%s",
+		  st->user, st->database ? st->database : st->user,
+		  pg_replication_mode_str(st->replication_mode),
+		  st->application_name ? st->application_name : "");
+}
+
 static void forward_to_client(struct session *s)
 {
 	if (!s->login_done) {
@@ -58,6 +69,7 @@ static void forward_to_client(struct session *s)
 		if (step != LOGIN_DONE)
 			return;
 		s->login_done = true;
+		log_login(s);
 		event_del(s->timer);	/* logged in: no idle timeout, replication connections idle for long */
 		if (s->client_held) {
 			s->client_held = false;
@@ -253,10 +265,6 @@ static void start_relay(struct session *s)
 	if (s->server_tls)
 		relay_dir_tls_source(&s->to_client);
 	bufferevent_write(s->server, s->startup_pkt, st->length);
-	slog_info(s, "login: user=%s database=%s replication=%s application_name=%s",
-		  st->user, st->database ? st->database : st->user,
-		  pg_replication_mode_str(st->replication_mode),
-		  st->application_name ? st->application_name : "");
 	bufferevent_enable(s->server, EV_READ);
 	if (s->auth) {
 		s->client_held = true;	/* walgate logs in itself: the client waits */

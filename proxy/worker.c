@@ -148,6 +148,13 @@ bool worker_adopt_generation(struct worker *w)
 
 void worker_note_upstream(struct worker_shared *sh, bool reachable)
 {
+	atomic_store_explicit(&sh->upstream_noted_by, UPSTREAM_BY_CLIENT, memory_order_relaxed);
+	atomic_store_explicit(&sh->upstream_reachable, reachable ? 1 : 0, memory_order_relaxed);
+}
+
+void worker_note_upstream_polled(struct worker_shared *sh, bool reachable)
+{
+	atomic_store_explicit(&sh->upstream_noted_by, UPSTREAM_BY_MONITOR, memory_order_relaxed);
 	atomic_store_explicit(&sh->upstream_reachable, reachable ? 1 : 0, memory_order_relaxed);
 }
 

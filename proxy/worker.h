@@ -85,6 +85,7 @@ struct worker_stats {
 struct worker_shared {
 	atomic_uint sessions;			/* client connections open: max_client_conn */
 	atomic_int upstream_reachable;		/* last connect or poll: 1 yes, 0 no, -1 none yet */
+	atomic_int upstream_noted_by;		/* who said so last: enum upstream_witness */
 	atomic_uint_fast64_t next_session_id;
 	atomic_uint_fast64_t config_reload_failures;
 	time_t started_at;
@@ -129,6 +130,15 @@ bool worker_adopt_generation(struct worker *w);
 
 /* A connect or a poll found the upstream reachable or not. */
 void worker_note_upstream(struct worker_shared *sh, bool reachable);
+
+/* Who last told whether the upstream is reachable, for /readyz's reason. */
+enum upstream_witness {
+	UPSTREAM_BY_CLIENT,	/* a client's session connected to [upstream], or could not */
+	UPSTREAM_BY_MONITOR,	/* the monitor's poll of the same host and port */
+};
+
+/* The monitor's word on [upstream]: whether its connection could be opened. */
+void worker_note_upstream_polled(struct worker_shared *sh, bool reachable);
 
 /* A worker's numbers at one instant, taken on its own thread. */
 struct worker_snapshot {

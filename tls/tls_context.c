@@ -10,21 +10,44 @@
 
 #include <arpa/inet.h>
 #include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/x509.h>
 #include <openssl/x509v3.h>
 #include <stdio.h>
 #include <string.h>
 
 static const unsigned char alpn_postgresql[] = "\x0apostgresql";
 
+/* The reason in words for the errors operators meet; NULL for others. */
+static const char *plain_reason(unsigned long e)
+{
+	if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_NO_START_LINE)
+		return "not a PEM file (no -----BEGIN line)";
+	if (ERR_GET_LIB(e) == ERR_LIB_PEM && ERR_GET_REASON(e) == PEM_R_BAD_PASSWORD_READ)
+		return "the key is encrypted (walgate reads only unencrypted keys)";
+	if (ERR_GET_LIB(e) == ERR_LIB_X509 && ERR_GET_REASON(e) == X509_R_KEY_VALUES_MISMATCH)
+		return "the key is not the certificate's";
+#ifdef ERR_LIB_OSSL_DECODER
+	if (ERR_GET_LIB(e) == ERR_LIB_OSSL_DECODER && ERR_GET_REASON(e) == ERR_R_UNSUPPORTED)
+		return "no private key found (expected a PEM -----BEGIN PRIVATE KEY----- block)";
+#endif
+	return NULL;
+}
+
 static void openssl_reason(char *buf, size_t cap, const char *what, const char *file)
 {
-	unsigned long e = ERR_peek_last_error();
+	unsigned long e, last = ERR_peek_last_error();
+	const char *plain = NULL;
 	char reason[256] = "unknown error";
 
-	if (e)
-		ERR_error_string_n(e, reason, sizeof(reason));
+	/* the queue holds the cause first and OpenSSL's summary ("PEM lib") last */
+	while (!plain && (e = ERR_get_error()) != 0)
+		plain = plain_reason(e);
+	if (last)
+		ERR_error_string_n(last, reason, sizeof(reason));
 	ERR_clear_error();
-	snprintf(buf, cap, "%s%s%s: %s", what, file ? " " : "", file ? file : "", reason);
+	snprintf(buf, cap, "%s%s%s: %s%s%s", what, file ? " " : "", file ? file : "",
+		 plain ? plain : reason, plain ? " - " : "", plain ? reason : "");
 }
 
 static int parse_version(const char *v)

@@ -137,8 +137,10 @@ def sidecar_secret_volumes():
     out = {}
     for mount in sidecar_container()["volumeMounts"]:
         secret = volumes[mount["name"]]["secret"]
-        out[mount["name"]] = (mount["mountPath"], secrets[secret["secretName"]],
-                              secret.get("defaultMode", 0o644))
+        files = secrets[secret["secretName"]]
+        if "items" in secret:       # only these keys are mounted, under these names
+            files = {item["path"]: files[item["key"]] for item in secret["items"]}
+        out[mount["name"]] = (mount["mountPath"], files, secret.get("defaultMode", 0o644))
     return out
 
 
@@ -565,6 +567,45 @@ def test_sidecar_manifest_is_consistent():
     for name, value in env.items():
         if name.endswith("_FILE"):
             assert any(value.startswith(m + "/") for m in mounts), f"{name}: not on a Secret"
+    assert sidecar_reference_problems() == []
+
+
+def sidecar_reference_problems():
+    """Every name the manifest refers to is defined in it: Secrets and their
+    keys (env secretKeyRef, secret volumes and their items), volumes of
+    volumeMounts, named ports of probes. A structural check, since no
+    Kubernetes schema validator is packaged for Debian 12."""
+    docs = sidecar_documents()
+    problems = [f"document {i} lacks {field}" for i, d in enumerate(docs)
+                for field in ("apiVersion", "kind", "metadata") if field not in d]
+    secrets = {d["metadata"]["name"]: set(d.get("stringData", {})) | set(d.get("data", {}))
+               for d in docs if d["kind"] == "Secret"}
+    spec = sidecar_pod()["spec"]
+    volumes = {v["name"]: v for v in spec.get("volumes", [])}
+    for v in volumes.values():
+        if "secret" in v:
+            name = v["secret"]["secretName"]
+            if name not in secrets:
+                problems.append(f"volume {v['name']}: Secret {name} is not defined")
+            for item in v["secret"].get("items", []):
+                if item["key"] not in secrets.get(name, ()):
+                    problems.append(f"volume {v['name']}: Secret {name} has no key {item['key']}")
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        where = f"container {c['name']}"
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref and ref["key"] not in secrets.get(ref["name"], ()):
+                problems.append(f"{where}: env {e['name']} reads {ref['name']}/{ref['key']}, "
+                                f"which the manifest does not define")
+        for m in c.get("volumeMounts", []):
+            if m["name"] not in volumes:
+                problems.append(f"{where}: mounts undefined volume {m['name']}")
+        ports = {p.get("name") for p in c.get("ports", [])}
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            port = c.get(probe, {}).get("httpGet", {}).get("port")
+            if isinstance(port, str) and port not in ports:
+                problems.append(f"{where}: {probe} names port {port}, which it does not have")
+    return problems
 
 
 # --------------------------------------------------------------------------
@@ -844,3 +885,19 @@ def test_dashboard_queries_parse(tmp_path):
     path.write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
     proc = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_dashboard_import_asks_for_a_data_source():
+    """Grafana's import asks for each __inputs entry and puts the choice in
+    for its ${NAME}: the dashboard declares a Prometheus input, and the
+    data source variable starts on it."""
+    with open(DASHBOARD) as f:
+        text = f.read()
+    dash = json.loads(text)
+    inputs = {i["name"]: i for i in dash.get("__inputs", [])}
+    assert any(i["type"] == "datasource" and i["pluginId"] == "prometheus"
+               for i in inputs.values()), dash.get("__inputs")
+    used = set(re.findall(r"\$\{(DS_[A-Z_]+)\}", text))
+    assert used and used <= set(inputs), (used, set(inputs))
+    (var,) = [v for v in dash["templating"]["list"] if v["type"] == "datasource"]
+    assert var["current"]["value"] == "${DS_PROMETHEUS}"

@@ -15,8 +15,8 @@ import psycopg2
 import psycopg2.extras
 import pytest
 
-from clients import client_env, conn_args, drop_slot, run, superuser_connect
-from pgcluster import TEST_DB, TEST_PASSWORD, TEST_USER, pg_bin
+from clients import client_env, conn_args, drop_slot, psql, run, superuser_connect
+from pgcluster import TEST_DB, TEST_PASSWORD, TEST_USER, closed_port, pg_bin
 from test_metrics import promtool_check
 
 pytestmark = pytest.mark.walgate_only
@@ -221,8 +221,11 @@ def test_psycopg2_stream_counts_and_acknowledgement(pg, slot_walgate, sql):
 
 
 def test_flush_lag_measures_the_confirmation_delay(pg, slot_walgate, sql):
-    """A client that confirms a position 1.5 s after receiving it has a
-    flush lag of about 1.5 s, as pg_stat_replication would show."""
+    """A client that confirms a position 1.5 s after receiving it, while
+    more has been sent since, has a flush lag of about 1.5 s, as
+    pg_stat_replication would show. Once it confirms everything sent, the
+    lag is 0 at once: it is behind by nothing (pg_stat_replication keeps
+    the measured lag until the next report)."""
     wg = slot_walgate()
     create_logical_slot(sql, "slot_lag")
     stream = Stream(wg, "slot_lag")
@@ -232,18 +235,31 @@ def test_flush_lag_measures_the_confirmation_delay(pg, slot_walgate, sql):
         stream.read_until(lambda s: s.commits() >= 1)
         received = time.monotonic()
         time.sleep(1.5)
-        sent_lsn = wg.metric(slot_key("walgate_slot_sent_lsn_bytes", "slot_lag"))
-        stream.cur.send_feedback(write_lsn=int(sent_lsn), flush_lsn=int(sent_lsn), force=True)
+        first_lsn = wg.metric(slot_key("walgate_slot_sent_lsn_bytes", "slot_lag"))
+        sql.execute(f"INSERT INTO {TABLE} VALUES (2, 'two')")
+        stream.read_until(lambda s: s.commits() >= 2)
+        sent_key = slot_key("walgate_slot_sent_lsn_bytes", "slot_lag")
+        wait_metric(wg, sent_key, lambda v: v > first_lsn)
+        stream.cur.send_feedback(write_lsn=int(first_lsn), flush_lsn=int(first_lsn), force=True)
         confirmed = time.monotonic()
         lag_key = slot_key("walgate_slot_flush_lag_seconds", "slot_lag")
         updates = slot_key("walgate_slot_status_updates_total", "slot_lag")
         wait_metric(wg, slot_key("walgate_slot_flushed_lsn_bytes", "slot_lag"),
-                    lambda v: v == sent_lsn)
+                    lambda v: v == first_lsn)
         lag = wg.metric(lag_key)
         assert 1.4 <= lag <= (confirmed - received) + 0.5, lag
         assert wg.metric(updates) >= 1
         write_lag = wg.metric(slot_key("walgate_slot_write_lag_seconds", "slot_lag"))
         assert 1.4 <= write_lag <= (confirmed - received) + 0.5, write_lag
+        # everything sent confirmed: sent = written = flushed, and both lags 0
+        sent_lsn = wg.metric(sent_key)
+        stream.cur.send_feedback(write_lsn=int(sent_lsn), flush_lsn=int(sent_lsn), force=True)
+        wait_metric(wg, slot_key("walgate_slot_flushed_lsn_bytes", "slot_lag"),
+                    lambda v: v == sent_lsn)
+        metrics = wg.metrics()
+        if metrics[sent_key] == sent_lsn:      # no keepalive moved it meanwhile
+            assert metrics[lag_key] == 0, metrics[lag_key]
+            assert metrics[slot_key("walgate_slot_write_lag_seconds", "slot_lag")] == 0
     finally:
         stream.close()
 
@@ -288,8 +304,11 @@ def test_pg_recvlogical_counts(pg, slot_walgate, sql, tmp_path, proto_version, s
     assert flushed == confirmed
     errors = [k for k, v in metrics.items() if k.startswith("walgate_protocol_errors_total") and v]
     assert errors == []
-    log = wg.log_text()
-    assert f"START_REPLICATION SLOT {slot} LOGICAL" in log
+    # the line shows the options pg_recvlogical sent, and only those
+    line = wg.wait_for_log(rf"replication: START_REPLICATION SLOT {slot} LOGICAL .*$").group(0)
+    assert f'proto_version={proto_version} publication_names="{PUBLICATION}"' in line, line
+    assert ("streaming=on" in line) == streaming, line
+    assert "streaming=0" not in line and "streaming=off" not in line, line
     if streaming:
         # the large transaction came in stream blocks, and was counted once
         with open(tmp_path / "out", "rb") as f:
@@ -382,8 +401,11 @@ def test_readyz_follows_the_poller(pg, slot_walgate):
         wait_metric(wg, "walgate_upstream_up", lambda v: v == 0)
         status, _, body = wg.http("/readyz")
         assert status == 503, body
+        assert b"the monitor could not connect to the upstream" in body, body
         doc = json.loads(wg.http("/slots")[2])
         assert doc["upstream"]["up"] is False and doc["upstream"]["error"]
+        assert doc["upstream"]["failed_at"] == "connect", doc
+        assert wg.metric("walgate_monitor_up") == 0
     finally:
         pg.start()
     wait_metric(wg, "walgate_upstream_up", lambda v: v == 1)
@@ -393,10 +415,20 @@ def test_readyz_follows_the_poller(pg, slot_walgate):
 
 def test_monitor_with_wrong_password_reports_down(pg, walgate_factory):
     """A poller that cannot log in says so in the log, /slots and the
-    metrics, and never shows the password."""
+    metrics, and never shows the password. It is the monitor that is down:
+    the upstream answered, and clients can be relayed, so walgate stays
+    ready (a sidecar's pod must not turn NotReady over the monitor's
+    credentials)."""
     conninfo = monitor_conninfo(pg).replace(TEST_PASSWORD, "not-the-password")
     wg = walgate_factory(sections={"monitor": {"conninfo": conninfo, "interval": "200ms"}})
-    wait_metric(wg, "walgate_upstream_up", lambda v: v == 0)
+    wait_metric(wg, 'walgate_monitor_poll_failures_total{stage="login"}', lambda v: v >= 2)
+    metrics = wg.metrics()
+    assert metrics["walgate_monitor_up"] == 0
+    assert metrics["walgate_upstream_up"] == 1
+    assert metrics['walgate_monitor_poll_failures_total{stage="connect"}'] == 0
+    status, _, body = wg.http("/readyz")
+    assert status == 200, body
+    psql(wg, "SELECT 1", check=True)
     deadline = time.monotonic() + 10
     while True:
         doc = json.loads(wg.http("/slots")[2])
@@ -404,8 +436,24 @@ def test_monitor_with_wrong_password_reports_down(pg, walgate_factory):
             break
         time.sleep(0.1)
     assert "password authentication failed" in doc["upstream"]["error"], doc
+    assert doc["upstream"]["up"] is False and doc["upstream"]["reachable"] is True, doc
+    assert doc["upstream"]["failed_at"] == "login", doc
     assert "not-the-password" not in wg.log_text()
-    assert wg.wait_for_log("monitor: polling the upstream failed: .*password authentication failed")
+    assert wg.wait_for_log("monitor: polling the upstream failed at login \\(the upstream answers; "
+                           ".*password authentication failed")
+    assert wg.http("/readyz")[0] == 200
+
+
+def test_monitor_of_another_server_leaves_readiness_alone(pg, walgate_factory):
+    """A monitor that polls some other host or port (here: nothing listens)
+    says nothing about [upstream]: readiness follows the clients."""
+    conninfo = (f"host={pg.host} port={closed_port()} dbname={TEST_DB} user={TEST_USER} "
+                f"password={TEST_PASSWORD} sslmode=disable connect_timeout=2")
+    wg = walgate_factory(sections={"monitor": {"conninfo": conninfo, "interval": "200ms"}})
+    wait_metric(wg, 'walgate_monitor_poll_failures_total{stage="connect"}', lambda v: v >= 2)
+    assert wg.metric("walgate_upstream_up") == 0    # the server the monitor polls is down
+    status, _, body = wg.http("/readyz")
+    assert status == 200, body
 
 
 def test_monitor_reload_enables_polling(pg, walgate_factory):

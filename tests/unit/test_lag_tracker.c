@@ -54,17 +54,26 @@ static void test_lag_rises_without_updates(void **state)
 	lag_tracker_init(&lt);
 	lag_tracker_sent(&lt, 100, 0);
 	lag_tracker_confirmed(&lt, LAG_FLUSH, 100, 100, 50 * MS);
-	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 60 * MS) == 0.05);
-	lag_tracker_sent(&lt, 200, 1 * S);
-	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 1 * S + 10 * MS) == 0.05);
+	assert_int_equal(lt.lag_us[LAG_FLUSH], 50 * MS);	/* measured, */
+	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 60 * MS) == 0.0);	/* but caught up */
+	lag_tracker_sent(&lt, 200, 1 * S);	/* new: the lag measured before catching up is over */
+	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 1 * S + 10 * MS) == 0.01);
 	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 4 * S) == 3.0);
 	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 9 * S) == 8.0);
-	/* confirmed at 9.5 s: measured, and nothing pending any more */
+	/* confirmed at 9.5 s, everything sent: caught up, 0 at once (not 8.5 s until the next update) */
 	lag_tracker_confirmed(&lt, LAG_FLUSH, 200, 200, 9 * S + 500 * MS);
-	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 20 * S) == 8.5);
-	/* a later update with nothing new, and everything confirmed: caught up */
+	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 9 * S + 600 * MS) == 0.0);
+	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 20 * S) == 0.0);
+	/* a later update with nothing new: still caught up */
 	lag_tracker_confirmed(&lt, LAG_FLUSH, 200, 200, 21 * S);
 	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 22 * S) == 0.0);
+	/* something new sent at 30 s: its age shows again */
+	lag_tracker_sent(&lt, 300, 30 * S);
+	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 32 * S) == 2.0);
+	/* confirmed short of what was sent: the measured lag stays */
+	lag_tracker_sent(&lt, 400, 33 * S);
+	lag_tracker_confirmed(&lt, LAG_FLUSH, 300, 400, 34 * S);
+	assert_true(lag_tracker_seconds(&lt, LAG_FLUSH, 34 * S) == 4.0);
 	lag_tracker_free(&lt);
 }
 
@@ -103,10 +112,10 @@ static void test_full_ring(void **state)
 	lag_tracker_sent(&lt, 1000000, 101 * S);
 	assert_int_equal(lt.written, LAG_RING_SIZE);	/* flush still holds the ring */
 	lag_tracker_confirmed(&lt, LAG_FLUSH, UINT64_MAX, UINT64_MAX, 100 * S);
-	lag_tracker_sent(&lt, 1000000, 101 * S);
-	assert_int_equal(lt.written, LAG_RING_SIZE + 1);
 	/* the last sample held (position 10240, sent at 1024 spacings) measured both */
 	assert_int_equal(lt.lag_us[LAG_FLUSH], 100 * S - (int64_t)LAG_RING_SIZE * LAG_SAMPLE_SPACING_US);
+	lag_tracker_sent(&lt, 1000000, 101 * S);
+	assert_int_equal(lt.written, LAG_RING_SIZE + 1);
 	lag_tracker_free(&lt);
 }
 

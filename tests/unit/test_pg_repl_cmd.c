@@ -104,6 +104,11 @@ static void test_materialize(void **state)
 	assert_false(c.publication_names_truncated);
 	assert_int_equal(c.streaming, PG_REPL_STREAMING_OFF);
 	assert_int_equal(c.timeline, 0);
+	/* what was named, for the log line: streaming and two_phase were not */
+	assert_true(c.proto_version_given);
+	assert_true(c.publication_names_given);
+	assert_false(c.streaming_given);
+	assert_false(c.two_phase_given);
 
 	assert_ok("DROP_REPLICATION_SLOT materialize_abc WAIT", &c, PG_REPL_CMD_DROP_SLOT);
 	assert_string_equal(c.slot, "materialize_abc");
@@ -406,6 +411,9 @@ static void test_logical_options(void **state)
 	assert_ok("START_REPLICATION SLOT s LOGICAL 0/0 (streaming 'false')", &c,
 		  PG_REPL_CMD_START_REPLICATION);
 	assert_int_equal(c.streaming, PG_REPL_STREAMING_OFF);
+	assert_true(c.streaming_given);
+	assert_false(c.proto_version_given);
+	assert_false(c.publication_names_given);
 	assert_ok("START_REPLICATION SLOT s LOGICAL 0/0 (streaming 'off', proto_version '2147483647')",
 		  &c, PG_REPL_CMD_START_REPLICATION);
 	assert_int_equal(c.proto_version, 2147483647);
