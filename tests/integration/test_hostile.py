@@ -255,7 +255,8 @@ def test_control_characters_cannot_forge_log_lines(walgate_factory):
     """Hostile: user, database and application_name carry a newline and a
     fake login line, a CR and an ANSI escape. Every line of the log begins
     with a timestamp, and the fake line appears only escaped, inside the
-    real one."""
+    real one. application_name is logged once the login succeeded, so it
+    comes with a real login."""
     wg = walgate_factory(walgate={"log_level": "info"})
     sock = pgwire.connect(LOOPBACK_V4, wg.port)
     sock.sendall(pgwire.startup_message({
@@ -265,6 +266,9 @@ def test_control_characters_cannot_forge_log_lines(walgate_factory):
     pgwire.wait_closed(sock, 10)
     sock.close()
     assert wg.wait_for_log(r"closed: .*user=mallory")
+    conn = connect(wg, application_name="app\x1b[2J\x1b[H\x07\n" + FORGED)
+    conn.close()
+    assert wg.wait_for_log(r"login: .*application_name=app")
     stamp = re.compile(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} UTC ")
     raw = open(wg.log_path, "rb").read()
     for line in raw.split(b"\n")[:-1]:
