@@ -292,18 +292,23 @@ def scrape_from(wg, source):
     return parse_metrics(body.decode())
 
 
+OUTSIDER = "127.0.0.3"
+
+
 def test_metrics_outside_allow_closed_before_reading(walgate_factory):
     """Hostile: a peer outside [metrics] allow, on the address walgate
     listens on. A silent connection is closed at once; a request sent
     right away is never read (the close finds it unread: a reset, and no
-    reply)."""
+    reply). The peer is 127.0.0.3, not the listening address 127.0.0.1: a
+    connection from the address it came in on is walgate's own probe,
+    admitted for /healthz and /readyz."""
     wg = walgate_factory(sections={"metrics": {"allow": "127.0.0.2/32"}})
     host, port = wg.metrics_addr
     before = scrape_from(wg, OTHER_V4).get(DROPPED.format("not_allowed"), 0)   # the readiness probe
     started = time.monotonic()
-    assert closed_unread(wg, LOOPBACK_V4, timeout=1.0), "a silent outsider was not closed at once"
+    assert closed_unread(wg, OUTSIDER, timeout=1.0), "a silent outsider was not closed at once"
     assert time.monotonic() - started < 1.0
-    sock = socket.create_connection((host, port), timeout=2, source_address=(LOOPBACK_V4, 0))
+    sock = socket.create_connection((host, port), timeout=2, source_address=(OUTSIDER, 0))
     try:
         sock.sendall(b"GET /healthz HTTP/1.0\r\n\r\n")
         closed, data, _ = pgwire.wait_closed(sock, 1.0)
@@ -314,7 +319,11 @@ def test_metrics_outside_allow_closed_before_reading(walgate_factory):
     assert closed and data == b"", data
     seen = scrape_from(wg, OTHER_V4)
     assert seen[DROPPED.format("not_allowed")] == before + 2
-    assert wg.wait_for_log(r"metrics: closed connection from 127\.0\.0\.1:\d+: source not allowed")
+    assert wg.wait_for_log(r"metrics: closed connection from 127\.0\.0\.3:\d+: source not allowed")
+    # walgate's own probe (from the listening address) gets health, nothing else
+    assert wg.http("/healthz", source=LOOPBACK_V4)[0] == 200
+    assert wg.http("/metrics", source=LOOPBACK_V4)[0] == 403
+    assert wg.http("/slots", source=LOOPBACK_V4)[0] == 403
 
 
 def test_metrics_trickling_request_closed_at_deadline(walgate_factory):
