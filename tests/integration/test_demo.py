@@ -102,8 +102,13 @@ def test_demo_commands_work_as_printed(demo):
                                   stderr=subprocess.PIPE, text=True, start_new_session=True)
     try:
         # the writer commits a row a second: the stream must carry them
-        wait_for(lambda: os.path.exists(stream) and os.path.getsize(stream) > 200, 60,
-                 "the consumer's stream to carry changes\n" + output)
+        try:
+            wait_for(lambda: os.path.exists(stream) and os.path.getsize(stream) > 200, 60,
+                     "the consumer's stream to carry changes")
+        except AssertionError:
+            if background.poll() is not None:
+                raise AssertionError("the consumer ended: " + background.stderr.read() + output)
+            raise
         for comment, command in commands:
             if command is consumer[0]:
                 continue
