@@ -39,7 +39,7 @@ struct context {
 
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 {
-	uint8_t *copy = malloc(n > 0 ? n : 1);
+	uint8_t *copy = calloc(n > 0 ? n : 1, 1);
 
 	CHECK(copy != NULL);
 	if (n > 0)
