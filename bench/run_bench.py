@@ -669,7 +669,17 @@ def parse_args(argv):
     a.synth_walsender = os.environ.get("SYNTH_WALSENDER_BIN") or os.path.join(
         build, "bench", "synth_walsender")
     a.synth_sink = os.environ.get("SYNTH_SINK_BIN") or os.path.join(build, "bench", "synth_sink")
+    build_synth_tools(build, (a.synth_walsender, a.synth_sink))
     return a
+
+
+def build_synth_tools(build, paths):
+    """The synthetic walsender and sink are not built by default: ask ninja
+    for those of them that are missing from the build directory."""
+    missing = [os.path.relpath(p, build) for p in paths
+               if p.startswith(build + os.sep) and not os.access(p, os.X_OK)]
+    if missing:
+        subprocess.run(["ninja", "-C", build, *missing], check=True)
 
 
 def _on_signal(signum, frame):

@@ -6,6 +6,7 @@
 #include "metrics_slots.h"
 
 #include <event2/buffer.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -162,6 +163,46 @@ static void render_stream(struct evbuffer *b, const struct slot_view *v, size_t 
 
 static const char *const wal_statuses[] = { "reserved", "extended", "unreserved", "lost" };
 
+/* A number pg_replication_slots may leave NULL (then the slot has no sample). */
+struct upstream_number {
+	const char *name, *help;
+	size_t has, value;		/* offsets of the bool and the double in struct upstream_slot */
+};
+
+#define UPSTREAM_NUMBER(n, h, has, value) \
+	{ n, h, offsetof(struct upstream_slot, has), offsetof(struct upstream_slot, value) }
+
+static const struct upstream_number upstream_numbers[] = {
+	UPSTREAM_NUMBER("walgate_upstream_slot_lag_bytes",
+		"The upstream's current WAL position minus the slot's confirmed_flush_lsn (restart_lsn for physical slots).",
+		has_lag, lag_bytes),
+	UPSTREAM_NUMBER("walgate_upstream_slot_retained_bytes",
+		"WAL the upstream keeps for the slot: its current position minus restart_lsn.",
+		has_retained, retained_bytes),
+	UPSTREAM_NUMBER("walgate_upstream_slot_safe_wal_size_bytes",
+		"WAL that can still be written before the slot is in danger of losing files (safe_wal_size); absent when unlimited.",
+		has_safe_wal, safe_wal_size_bytes),
+	UPSTREAM_NUMBER("walgate_upstream_slot_xmin_age_transactions",
+		"Age in transactions of the slot's xmin (age(xmin)): vacuum cannot remove rows newer than it; absent when NULL.",
+		has_xmin_age, xmin_age),
+	UPSTREAM_NUMBER("walgate_upstream_slot_catalog_xmin_age_transactions",
+		"Age in transactions of the slot's catalog_xmin (age(catalog_xmin)): vacuum of the system catalogs is held back to it; absent when NULL.",
+		has_catalog_xmin_age, catalog_xmin_age),
+};
+
+static void render_upstream_number(struct evbuffer *b, const struct monitor_view *v,
+				   const struct upstream_number *f)
+{
+	metrics_family(b, f->name, "gauge", f->help);
+	for (size_t i = 0; i < v->nslots; i++) {
+		const char *slot = (const char *)&v->slots[i];
+
+		if (*(const bool *)(slot + f->has))
+			slot_sample(b, f->name, v->slots[i].name, v->slots[i].database, NULL,
+				    *(const double *)(slot + f->value));
+	}
+}
+
 static void render_upstream_slots(struct evbuffer *b, const struct monitor_view *v)
 {
 	char extra[64];
@@ -184,24 +225,8 @@ static void render_upstream_slots(struct evbuffer *b, const struct monitor_view 
 		metrics_escape(b, v->slots[i].plugin);
 		evbuffer_add(b, "\"} 1\n", 5);
 	}
-	metrics_family(b, "walgate_upstream_slot_lag_bytes", "gauge",
-	       "The upstream's current WAL position minus the slot's confirmed_flush_lsn (restart_lsn for physical slots).");
-	for (i = 0; i < v->nslots; i++)
-		if (v->slots[i].has_lag)
-			slot_sample(b, "walgate_upstream_slot_lag_bytes", v->slots[i].name,
-				    v->slots[i].database, NULL, v->slots[i].lag_bytes);
-	metrics_family(b, "walgate_upstream_slot_retained_bytes", "gauge",
-	       "WAL the upstream keeps for the slot: its current position minus restart_lsn.");
-	for (i = 0; i < v->nslots; i++)
-		if (v->slots[i].has_retained)
-			slot_sample(b, "walgate_upstream_slot_retained_bytes", v->slots[i].name,
-				    v->slots[i].database, NULL, v->slots[i].retained_bytes);
-	metrics_family(b, "walgate_upstream_slot_safe_wal_size_bytes", "gauge",
-	       "WAL that can still be written before the slot is in danger of losing files (safe_wal_size); absent when unlimited.");
-	for (i = 0; i < v->nslots; i++)
-		if (v->slots[i].has_safe_wal)
-			slot_sample(b, "walgate_upstream_slot_safe_wal_size_bytes", v->slots[i].name,
-				    v->slots[i].database, NULL, v->slots[i].safe_wal_size_bytes);
+	for (size_t f = 0; f < sizeof(upstream_numbers) / sizeof(upstream_numbers[0]); f++)
+		render_upstream_number(b, v, &upstream_numbers[f]);
 	metrics_family(b, "walgate_upstream_slot_wal_status", "gauge",
 	       "1 for the slot's wal_status (reserved, extended, unreserved, lost), 0 for the others.");
 	for (i = 0; i < v->nslots; i++)
@@ -305,6 +330,8 @@ static void json_upstream(struct evbuffer *b, const struct upstream_slot *u)
 	json_number_or_null(b, "lag_bytes", u->has_lag, u->lag_bytes);
 	json_number_or_null(b, "retained_bytes", u->has_retained, u->retained_bytes);
 	json_number_or_null(b, "safe_wal_size_bytes", u->has_safe_wal, u->safe_wal_size_bytes);
+	json_number_or_null(b, "xmin_age", u->has_xmin_age, u->xmin_age);
+	json_number_or_null(b, "catalog_xmin_age", u->has_catalog_xmin_age, u->catalog_xmin_age);
 	evbuffer_add(b, "}", 1);
 }
 

@@ -28,7 +28,8 @@ static const char slots_query[] =
 	"SELECT s.slot_name, coalesce(s.database, ''), s.slot_type, coalesce(s.plugin, ''), "
 	"s.active, coalesce(s.wal_status, ''), "
 	"pg_wal_lsn_diff(w.lsn, coalesce(s.confirmed_flush_lsn, s.restart_lsn)), "
-	"pg_wal_lsn_diff(w.lsn, s.restart_lsn), s.safe_wal_size "
+	"pg_wal_lsn_diff(w.lsn, s.restart_lsn), s.safe_wal_size, "
+	"age(s.xmin), age(s.catalog_xmin) "
 	"FROM pg_replication_slots s, (SELECT CASE WHEN pg_is_in_recovery() "
 	"THEN pg_last_wal_receive_lsn() ELSE pg_current_wal_lsn() END AS lsn) w "
 	"ORDER BY s.slot_name";
@@ -203,7 +204,7 @@ static void take_result(struct monitor *m, const PGresult *r)
 	int n = PQntuples(r);
 	struct upstream_slot *v;
 
-	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 9) {
+	if (PQresultStatus(r) != PGRES_TUPLES_OK || PQnfields(r) != 11) {
 		if (!m->failure[0])
 			snprintf(m->failure, sizeof(m->failure), "%s",
 				 *PQresultErrorMessage(r) ? PQresultErrorMessage(r) : "unexpected result");
@@ -224,6 +225,8 @@ static void take_result(struct monitor *m, const PGresult *r)
 		v[i].has_lag = number_field(&v[i].lag_bytes, r, i, 6);
 		v[i].has_retained = number_field(&v[i].retained_bytes, r, i, 7);
 		v[i].has_safe_wal = number_field(&v[i].safe_wal_size_bytes, r, i, 8);
+		v[i].has_xmin_age = number_field(&v[i].xmin_age, r, i, 9);
+		v[i].has_catalog_xmin_age = number_field(&v[i].catalog_xmin_age, r, i, 10);
 	}
 	free(m->pending);
 	m->pending = v;

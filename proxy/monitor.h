@@ -30,10 +30,12 @@ struct upstream_slot {
 	char plugin[MONITOR_NAME_MAX];
 	char wal_status[16];		/* reserved, extended, unreserved, lost, or "" */
 	bool active;
-	bool has_lag, has_retained, has_safe_wal;
+	bool has_lag, has_retained, has_safe_wal, has_xmin_age, has_catalog_xmin_age;
 	double lag_bytes;		/* current WAL position minus confirmed_flush_lsn (restart_lsn if physical) */
 	double retained_bytes;		/* current WAL position minus restart_lsn */
 	double safe_wal_size_bytes;
+	double xmin_age;		/* age(xmin): transactions vacuum may not clean up behind the slot */
+	double catalog_xmin_age;	/* age(catalog_xmin): the same for the system catalogs */
 };
 
 /* Where a poll failed: connecting tells of the upstream, the rest of the monitor. */

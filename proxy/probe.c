@@ -1,6 +1,8 @@
 /*
  * probe.c - a minimal blocking HTTP/1.0 client that asks walgate's own
- * metrics endpoint for one path and turns the status into an exit code.
+ * metrics endpoint for one path, writes the answer's body to stdout (so
+ * that `--probe /slots` shows the slots), the status line to stderr, and
+ * turns the status into an exit code.
  */
 #include "probe.h"
 #include "config.h"
@@ -9,6 +11,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -56,8 +59,8 @@ static int probe_connect(const struct config_addr *a)
 	return fd;
 }
 
-/* Read until the end of the status line (or the buffer is full). */
-static ssize_t read_status_line(int fd, char *buf, size_t cap)
+/* Read the whole answer (HTTP/1.0: the server closes after it), at most cap - 1 bytes. */
+static size_t read_answer(int fd, char *buf, size_t cap)
 {
 	size_t len = 0;
 
@@ -69,32 +72,53 @@ static ssize_t read_status_line(int fd, char *buf, size_t cap)
 		if (n <= 0)
 			break;
 		len += (size_t)n;
-		buf[len] = '\0';
-		if (strchr(buf, '\n'))
-			break;
 	}
 	buf[len] = '\0';
-	buf[strcspn(buf, "\r\n")] = '\0';
-	return (ssize_t)len;
+	return len;
 }
+
+/* Write the body (what follows the blank line after the headers) to stdout. */
+static void print_body(const char *answer, size_t len)
+{
+	const char *body = strstr(answer, "\r\n\r\n");
+
+	if (!body)
+		return;
+	body += 4;
+	fwrite(body, 1, len - (size_t)(body - answer), stdout);
+	fflush(stdout);
+}
+
+#define PROBE_ANSWER_MAX (4 * 1024 * 1024)
 
 static int probe_exchange(int fd, const char *path, const char *where)
 {
-	char req[512], status[256];
-	int code = 0, len;
+	char req[512], status[256], *answer;
+	int code = 0, len, rc;
+	size_t got;
 
 	len = snprintf(req, sizeof(req), "GET %s HTTP/1.0\r\nHost: walgate\r\n\r\n", path);
 	if (len < 0 || (size_t)len >= sizeof(req) || write(fd, req, (size_t)len) != len) {
 		fprintf(stderr, "walgate: probe %s%s: cannot send the request\n", where, path);
 		return 1;
 	}
-	if (read_status_line(fd, status, sizeof(status)) <= 0 ||
-	    sscanf(status, "HTTP/%*d.%*d %d", &code) != 1) {
-		fprintf(stderr, "walgate: probe %s%s: no HTTP answer\n", where, path);
+	answer = malloc(PROBE_ANSWER_MAX);
+	if (!answer) {
+		fprintf(stderr, "walgate: probe %s%s: out of memory\n", where, path);
 		return 1;
 	}
-	printf("walgate: probe %s%s: %s\n", where, path, status);
-	return code == 200 ? 0 : 1;
+	got = read_answer(fd, answer, PROBE_ANSWER_MAX);
+	snprintf(status, sizeof(status), "%.*s", (int)strcspn(answer, "\r\n"), answer);
+	if (got == 0 || sscanf(status, "HTTP/%*d.%*d %d", &code) != 1) {
+		fprintf(stderr, "walgate: probe %s%s: no HTTP answer\n", where, path);
+		rc = 1;
+	} else {
+		fprintf(stderr, "walgate: probe %s%s: %s\n", where, path, status);
+		print_body(answer, got);
+		rc = code == 200 ? 0 : 1;
+	}
+	free(answer);
+	return rc;
 }
 
 int probe_run(const struct config *cfg, const char *path)

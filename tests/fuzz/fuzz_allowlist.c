@@ -16,17 +16,9 @@
 #include <string.h>
 
 #include "allowlist.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)							\
-	do {								\
-		if (!(cond)) {						\
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-				__FILE__, __LINE__, #cond);		\
-			abort();					\
-		}							\
-	} while (0)
 
 /* Lists longer than this teach the parser nothing new, only run slower. */
 #define MAX_SPEC	65536

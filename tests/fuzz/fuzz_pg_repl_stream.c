@@ -23,17 +23,9 @@
 
 #include "pg_repl_stream.h"
 #include "pg_scan.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)							\
-	do {								\
-		if (!(cond)) {						\
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-				__FILE__, __LINE__, #cond);		\
-			abort();					\
-		}							\
-	} while (0)
 
 /* The most of a pgoutput message the scanner's prefix can hold. */
 #define PGOUTPUT_VIEW	(PG_SCAN_PREFIX_MAX - PG_REPL_XLOGDATA_HDR_LEN)
@@ -47,7 +39,7 @@ struct context {
 
 static uint8_t *dup_bytes(const uint8_t *p, size_t n)
 {
-	uint8_t *copy = malloc(n > 0 ? n : 1);
+	uint8_t *copy = calloc(n > 0 ? n : 1, 1);
 
 	CHECK(copy != NULL);
 	if (n > 0)

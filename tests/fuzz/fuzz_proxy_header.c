@@ -15,17 +15,9 @@
 #include <string.h>
 
 #include "proxy_header.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)							\
-	do {								\
-		if (!(cond)) {						\
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-				__FILE__, __LINE__, #cond);		\
-			abort();					\
-		}							\
-	} while (0)
 
 static const unsigned masks[] = {
 	0, PROXY_ACCEPT_V1, PROXY_ACCEPT_V2, PROXY_ACCEPT_V1 | PROXY_ACCEPT_V2,

@@ -23,17 +23,9 @@
 #include <string.h>
 
 #include "scram.h"
+#include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-#define CHECK(cond)							\
-	do {								\
-		if (!(cond)) {						\
-			fprintf(stderr, "%s:%d: invariant failed: %s\n",	\
-				__FILE__, __LINE__, #cond);		\
-			abort();					\
-		}							\
-	} while (0)
 
 #define OPT_SERVER_PLUS		0x01	/* the client named SCRAM-SHA-256-PLUS */
 #define OPT_SERVER_CBIND	0x02	/* walgate has a certificate hash */

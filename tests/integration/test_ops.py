@@ -452,7 +452,7 @@ def check_probes(ctr, metrics_port):
     proc = ctr.run([healthcheck[0], "--probe", "/readyz"])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     proc = ctr.run([healthcheck[0], "--probe", "/nowhere"])
-    assert proc.returncode == 1 and "404" in proc.stdout, proc.stdout + proc.stderr
+    assert proc.returncode == 1 and "404" in proc.stderr, proc.stdout + proc.stderr
 
 
 def check_relay(pg, listen_port):

@@ -390,6 +390,32 @@ def test_consumer_gone_shows_inactive_slot_with_growing_lag(pg, slot_walgate, sq
     assert active in metrics
 
 
+def test_xmin_horizon_ages_with_each_transaction(pg, slot_walgate, sql):
+    """A logical slot holds back catalog_xmin: its age, as walgate reports
+    it, equals PostgreSQL's age(catalog_xmin) and grows with every
+    transaction that takes an xid; a physical slot without
+    hot_standby_feedback has no xmin, so no sample."""
+    wg = slot_walgate()
+    create_logical_slot(sql, "slot_horizon")
+    sql.slots.append("slot_horizon_phys")
+    sql.execute("SELECT pg_create_physical_replication_slot('slot_horizon_phys', true)")
+    catalog_age = slot_key("walgate_upstream_slot_catalog_xmin_age_transactions", "slot_horizon")
+    first = wait_metric(wg, catalog_age, lambda v: v >= 0)
+    for _ in range(40):                 # 40 transactions, 40 xids
+        sql.execute("SELECT txid_current()")
+    sql.execute("SELECT age(catalog_xmin) FROM pg_replication_slots WHERE slot_name = 'slot_horizon'")
+    expected = sql.fetchone()[0]
+    assert expected >= first + 40
+    wait_metric(wg, catalog_age, lambda v: v == expected)
+    metrics = wg.metrics()
+    assert slot_key("walgate_upstream_slot_xmin_age_transactions", "slot_horizon") not in metrics
+    assert not any("slot_horizon_phys" in k and "xmin_age" in k for k in metrics)
+    doc = json.loads(wg.http("/slots")[2])
+    entry = next(s for s in doc["slots"] if s["slot"] == "slot_horizon")
+    assert entry["upstream"]["catalog_xmin_age"] == expected
+    assert entry["upstream"]["xmin_age"] is None
+
+
 def test_readyz_follows_the_poller(pg, slot_walgate):
     """/readyz turns 503 when the poller cannot reach the upstream, and 200
     again when it can; walgate_upstream_up follows."""
