@@ -32,6 +32,7 @@ enum key_type {
 	KT_ALLOWLIST,		/* struct allowlist * */
 	KT_PROXY_MODE,		/* int, PROXY_ACCEPT_* bits */
 	KT_CHOICE,		/* int, index into choices ("a|b|c") */
+	KT_FLAGS,		/* int, bit i for each word of choices listed ("a, c") */
 };
 
 struct config_key {
@@ -42,7 +43,7 @@ struct config_key {
 	const char *def;	/* NULL: required or empty */
 	int64_t min, max;	/* for KT_INT, KT_DURATION, KT_SIZE */
 	bool reloadable;
-	const char *choices;	/* for KT_CHOICE */
+	const char *choices;	/* for KT_CHOICE and KT_FLAGS */
 };
 
 #define OFF(field) offsetof(struct config, field)
@@ -72,10 +73,14 @@ static const struct config_key config_keys[] = {
 	{ "tls", "server_ca_file", KT_STRING, OFF(server_ca_file), NULL, 0, 0, true, NULL },
 	{ "tls", "server_cert_file", KT_STRING, OFF(server_cert_file), NULL, 0, 0, true, NULL },
 	{ "tls", "server_key_file", KT_STRING, OFF(server_key_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_channel_binding", KT_CHOICE, OFF(server_channel_binding), "prefer", 0, 0, true,
+	  "disable|prefer|require" },
 	{ "tls", "min_version", KT_STRING, OFF(min_version), "TLSv1.2", 0, 0, true, NULL },
 	{ "tls", "ciphers", KT_STRING, OFF(ciphers), NULL, 0, 0, true, NULL },
 	{ "auth", "auth", KT_CHOICE, OFF(auth), "auto", 0, 0, true, "auto|passthrough|scram" },
 	{ "auth", "auth_file", KT_STRING, OFF(auth_file), NULL, 0, 0, true, NULL },
+	{ "auth", "server_auth_methods", KT_FLAGS, OFF(server_auth_methods), "scram-sha-256", 0, 0, true,
+	  "scram-sha-256|md5|password|none" },
 	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
 	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
 	{ "metrics", "slot_expiry", KT_DURATION, OFF(slot_expiry_ms), "5min", 0, DAY_MS, true, NULL },
@@ -322,6 +327,36 @@ static const char *parse_choice(const char *value, const char *choices, int *out
 	return why;
 }
 
+/* A comma-separated list of words of choices, at least one; bit i for word i. */
+static const char *parse_flags(const char *value, const char *choices, int *out, char *why)
+{
+	int bits = 0, i;
+	char word[32];
+
+	for (;;) {
+		size_t len;
+
+		value += strspn(value, ", \t");
+		len = strcspn(value, ", \t");
+		if (len == 0)
+			break;
+		if (len >= sizeof(word))
+			len = sizeof(word) - 1;	/* too long for any choice: refused below */
+		memcpy(word, value, len);
+		word[len] = '\0';
+		if (parse_choice(word, choices, &i, why))
+			break;
+		bits |= 1 << i;
+		value += strcspn(value, ", \t");
+	}
+	if (*value || !bits) {
+		snprintf(why, WHY_LEN, "expected a comma-separated list of %s", choices);
+		return why;
+	}
+	*out = bits;
+	return NULL;
+}
+
 static const char *parse_value(const struct config_key *k, const char *value, struct config *cfg,
 			       char *why_buf)
 {
@@ -345,6 +380,8 @@ static const char *parse_value(const struct config_key *k, const char *value, st
 		return parse_proxy_mode(value, (int *)field);
 	case KT_CHOICE:
 		return parse_choice(value, k->choices, (int *)field, why_buf);
+	case KT_FLAGS:
+		return parse_flags(value, k->choices, (int *)field, why_buf);
 	case KT_BOOL:
 		if ((why = parse_bool(value, &b)) == NULL)
 			*(int *)field = b;
@@ -501,6 +538,15 @@ static bool validate(struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "[auth] auth = scram needs auth_file: the users walgate authenticates");
 		return false;
 	}
+	if (cfg->server_channel_binding == SERVER_CBIND_REQUIRE && cfg->server_tls == SERVER_TLS_DISABLE) {
+		snprintf(err, errlen, "[tls] server_channel_binding = require needs TLS: server_tls is disable");
+		return false;
+	}
+	if (cfg->auth == AUTH_SCRAM && (cfg->server_auth_methods & (SERVER_AUTH_MD5 | SERVER_AUTH_PASSWORD)) &&
+	    cfg->server_tls < SERVER_TLS_VERIFY_CA)
+		log_warning("config: [auth] server_auth_methods allows md5 or password while server_tls "
+			    "does not verify the upstream: a server impersonating it would receive the "
+			    "password (or its md5 equivalent)");
 	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted) {
 		snprintf(err, errlen, "[access] proxy_protocol needs proxy_protocol_trusted: "
 			 "the load balancers allowed to send a PROXY header");

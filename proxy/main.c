@@ -336,7 +336,10 @@ int main(int argc, char **argv)
 		return check_config(&app, cfg);
 	/* A peer that vanishes mid-write must be an error return, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
-	worker_shared_init(&app.shared);
+	if (worker_shared_init(&app.shared) < 0) {
+		config_free(cfg);
+		return 1;
+	}
 	rc = run(&app, cfg);
 	free_app(&app);
 	worker_shared_free(&app.shared);

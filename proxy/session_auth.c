@@ -95,8 +95,9 @@ void session_auth_begin(struct session *s)
 			return;
 		}
 	} else {
-		scram_mock_verifier(s->startup.user, s->w->auth_users->mock_secret,
-				    sizeof(s->w->auth_users->mock_secret), &a->verifier);
+		scram_mock_verifier(s->startup.user, s->w->shared->mock_secret,
+				    sizeof(s->w->shared->mock_secret), s->w->auth_users->mock_iterations,
+				    &a->verifier);
 	}
 	a->offered_plus = own_binding(s, cbind, &cbind_len);
 	n = pg_auth_build_sasl(msg, sizeof(msg), a->offered_plus ? plus : plain);

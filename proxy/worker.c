@@ -6,6 +6,8 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,7 +62,7 @@ bool ratelimit_pass(struct ratelimit *rl, int64_t now, unsigned long *suppressed
 	return true;
 }
 
-void worker_shared_init(struct worker_shared *sh)
+int worker_shared_init(struct worker_shared *sh)
 {
 	memset(sh, 0, sizeof(*sh));
 	atomic_init(&sh->upstream_reachable, -1);
@@ -68,10 +70,16 @@ void worker_shared_init(struct worker_shared *sh)
 	pthread_mutex_init(&sh->deny_lock, NULL);
 	sh->deny_log.period = 10;
 	sh->deny_log.burst = 20;
+	if (RAND_bytes(sh->mock_secret, sizeof(sh->mock_secret)) != 1) {
+		log_error("no randomness for the mock verifier secret");
+		return -1;
+	}
+	return 0;
 }
 
 void worker_shared_free(struct worker_shared *sh)
 {
+	OPENSSL_cleanse(sh->mock_secret, sizeof(sh->mock_secret));
 	pthread_mutex_destroy(&sh->deny_lock);
 }
 

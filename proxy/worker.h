@@ -88,9 +88,16 @@ struct worker_shared {
 	time_t started_at;
 	pthread_mutex_t deny_lock;	/* taken only when a connection is refused */
 	struct ratelimit deny_log;	/* "not allowed" lines: a scan must not flood the log */
+	/*
+	 * auth = scram: the salts of made-up verifiers for unknown users come
+	 * from this, made once at start and kept for the life of the process,
+	 * so that a reload does not change an unknown user's salt.
+	 */
+	uint8_t mock_secret[32];
 };
 
-void worker_shared_init(struct worker_shared *sh);
+/* -1 (and logs) when there is no randomness for the mock secret. */
+int worker_shared_init(struct worker_shared *sh);
 void worker_shared_free(struct worker_shared *sh);
 
 /* May a "not allowed" line be logged now? (rate-limited across all workers) */

@@ -69,7 +69,7 @@ static void setup(void)
 	CHECK(scram_verifier_from_password("pencil", salt, n, 4096, &rfc) == SCRAM_OK);
 	CHECK(scram_b64_decode(key_b64, strlen(key_b64), rfc_client_key,
 			       sizeof(rfc_client_key), &n) && n == SCRAM_KEY_LEN);
-	CHECK(scram_mock_verifier("user", secret, sizeof(secret) - 1, &mock) == SCRAM_OK);
+	CHECK(scram_mock_verifier("user", secret, sizeof(secret) - 1, 4096, &mock) == SCRAM_OK);
 	done = true;
 }
 
