@@ -542,11 +542,7 @@ static bool validate(struct config *cfg, char *err, size_t errlen)
 		snprintf(err, errlen, "[tls] server_channel_binding = require needs TLS: server_tls is disable");
 		return false;
 	}
-	if (cfg->auth == AUTH_SCRAM && (cfg->server_auth_methods & (SERVER_AUTH_MD5 | SERVER_AUTH_PASSWORD)) &&
-	    cfg->server_tls < SERVER_TLS_VERIFY_CA)
-		log_warning("config: [auth] server_auth_methods allows md5 or password while server_tls "
-			    "does not verify the upstream: a server impersonating it would receive the "
-			    "password (or its md5 equivalent)");
+
 	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted) {
 		snprintf(err, errlen, "[access] proxy_protocol needs proxy_protocol_trusted: "
 			 "the load balancers allowed to send a PROXY header");

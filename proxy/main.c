@@ -139,6 +139,11 @@ static void warn_relayed_auth(const struct generation *g)
 		log_warning("TLS on both legs with authentication relayed: SCRAM clients that use "
 			    "channel binding (libpq's default when TLS is on) cannot log in; "
 			    "they need channel_binding=disable");
+	if (g->cfg->auth == AUTH_SCRAM && g->cfg->server_tls < SERVER_TLS_VERIFY_CA &&
+	    (g->cfg->server_auth_methods & (SERVER_AUTH_MD5 | SERVER_AUTH_PASSWORD)))
+		log_warning("[auth] server_auth_methods allows md5 or password, and server_tls does not "
+			    "verify the upstream: a server impersonating it would receive the password "
+			    "(or its md5 equivalent)");
 }
 
 /*

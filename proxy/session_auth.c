@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "authfile.h"
+#include "kdf.h"
 #include "pg_auth.h"
 #include "pg_message.h"
 #include "pg_wire.h"
@@ -38,6 +39,8 @@ void session_auth_free(struct session_auth *a)
 {
 	if (!a)
 		return;
+	if (a->kdf)
+		kdf_cancel(a->kdf);
 	if (a->password) {
 		OPENSSL_cleanse(a->password, strlen(a->password));
 		free(a->password);

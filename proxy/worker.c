@@ -33,6 +33,18 @@ const char *reject_reason_name(enum reject_reason r)
 	return r < REJECT_REASONS ? reject_names[r] : "unknown";
 }
 
+static const char *const upstream_auth_refusal_names[UPAUTH_REASONS] = {
+	[UPAUTH_METHOD] = "auth_method",
+	[UPAUTH_CHANNEL_BINDING] = "channel_binding",
+	[UPAUTH_SEQUENCE] = "sequence",
+	[UPAUTH_SCRAM] = "scram",
+};
+
+const char *upstream_auth_refusal_name(enum upstream_auth_refusal r)
+{
+	return r < UPAUTH_REASONS ? upstream_auth_refusal_names[r] : "unknown";
+}
+
 static const char *const protocol_error_names[PROTO_ERR_KINDS] = {
 	[PROTO_ERR_CLIENT] = "client",
 	[PROTO_ERR_UPSTREAM] = "upstream",
@@ -99,6 +111,7 @@ int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
 	w->index = index;
 	w->shared = shared;
 	TAILQ_INIT(&w->sessions);
+	LIST_INIT(&w->kdf_jobs);
 	slots_init(&w->slots);
 	w->base = event_base_new();
 	if (!w->base) {
@@ -128,6 +141,7 @@ int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
 
 void worker_free(struct worker *w)
 {
+	kdf_wait_all(&w->kdf_jobs);	/* their events live on the base freed below */
 	slots_free(&w->slots);
 	w->auth_users = NULL;
 	w->tls_server = NULL;
