@@ -56,9 +56,24 @@ static void refuse(struct session *s, enum upstream_auth_refusal kind, const cha
 	login_failed(s, why);
 }
 
+static const char *step_name(enum upstream_login_step step)
+{
+	static const char *const names[] = {
+		[UPSTREAM_LOGIN_START] = "start",
+		[UPSTREAM_LOGIN_PASSWORD_SENT] = "password sent",
+		[UPSTREAM_LOGIN_SASL_FIRST_SENT] = "SASL first sent",
+		[UPSTREAM_LOGIN_SALTING] = "salting",
+		[UPSTREAM_LOGIN_SASL_FINAL_SENT] = "SASL final sent",
+		[UPSTREAM_LOGIN_VERIFIED] = "server verified",
+	};
+
+	return names[step];
+}
+
+/* The one place the upstream login changes step. */
 static void set_step(struct session *s, enum upstream_login_step next)
 {
-	slog_debug(s, "upstream login: step %d -> %d", (int)s->auth->upstream, (int)next);
+	slog_debug(s, "upstream login: %s -> %s", step_name(s->auth->upstream), step_name(next));
 	s->auth->upstream = next;
 }
 
@@ -228,6 +243,8 @@ static void answer_sasl(struct session *s, const uint8_t *msg, size_t len)
 		login_failed(s, "cannot start SCRAM");
 		return;
 	}
+	slog_debug(s, "upstream login: mechanism %s, gs2 flag %c",
+		   flag == 'p' ? SCRAM_MECH_NAME_PLUS : SCRAM_MECH_NAME, flag);
 	n = pg_auth_build_sasl_initial(out, sizeof(out),
 				       flag == 'p' ? SCRAM_MECH_NAME_PLUS : SCRAM_MECH_NAME, first, n);
 	send_to_server(s, out, n);

@@ -125,7 +125,7 @@ def write_auth_file(path, entries, mode=0o600, extra_lines=()):
 
 def scram_walgate(factory, certs, auth_file, auth="scram", client_tls="require",
                   server_tls="verify-full", start=True, auth_extra=None, tls_extra=None,
-                  upstream_port=None):
+                  upstream_port=None, upstream_host="localhost", walgate_keys=None):
     """walgate with its own certificate on 127.0.0.1 and ::1 (one port, so that
     host=localhost works), verify-full towards PostgreSQL at "localhost"."""
     tls = {"client_tls": client_tls, "cert_file": certs.cert, "key_file": certs.key,
@@ -136,7 +136,9 @@ def scram_walgate(factory, certs, auth_file, auth="scram", client_tls="require",
         sections["auth"]["auth_file"] = auth_file
     port = free_port()
     more = {"upstream_port": upstream_port} if upstream_port else {}
-    return factory(start=start, upstream_host="localhost",
+    if walgate_keys:
+        more["walgate"] = walgate_keys
+    return factory(start=start, upstream_host=upstream_host,
                    listen=[(LOOPBACK_V4, port), (LOOPBACK_V6, port)], sections=sections, **more)
 
 
