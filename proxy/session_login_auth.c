@@ -280,6 +280,8 @@ static void salted_ready(void *arg, bool ok, const uint8_t salted[SCRAM_KEY_LEN]
 	enum scram_result r;
 
 	s->auth->kdf = NULL;
+	if (s->state != SESSION_RELAY)
+		return;		/* closing meanwhile (the upstream went away): nothing to send */
 	if (!ok) {
 		login_failed(s, "cannot compute the salted password");
 		return;

@@ -26,7 +26,7 @@ import pytest
 
 import pgwire
 from clients import run
-from impostor import IMPOSTOR_ROW, Impostor, auth, sasl_offer
+from impostor import IMPOSTOR_ROW, Impostor, auth, sasl_offer, scram_keys
 from pgcluster import LOOPBACK_V4, TEST_PASSWORD, TEST_USER, clean_env, pg_bin
 from walgate import run_walgate
 from test_auth import (LOGIN_FAILED, PLAIN, PLUS, ScramClient, assert_alive,  # noqa: F401
@@ -344,7 +344,9 @@ def test_mock_verifier_iterations_and_salt(walgate_factory, certs, tmp_path):
 def test_costly_iterations_do_not_stall_the_worker(walgate_factory, certs, tmp_path, impostor):
     """Three logins whose upstream asks for 2^20 PBKDF2 rounds, while a
     healthy session on the same (only) worker keeps answering: its slowest
-    round trip stays well under the time one such computation takes."""
+    round trip stays well under the time the quickest of those logins took
+    (the impostor's own side of PBKDF2 is computed once, beforehand), where
+    computing on the event loop would stall it for at least one of them."""
     slow_iterations = 1 << 20
 
     def script(conn):
@@ -358,17 +360,18 @@ def test_costly_iterations_do_not_stall_the_worker(walgate_factory, certs, tmp_p
     wg = impostor_walgate(walgate_factory, certs, tmp_path, imp, "prefer",
                           users=[(TEST_USER, PASSWORD), ("wg_slow", PASSWORD)],
                           walgate_keys={"workers": "1"})
-    start = time.monotonic()
-    hashlib.pbkdf2_hmac("sha256", PASSWORD.encode(), b"impostor-salt-16", slow_iterations)
-    one_kdf = time.monotonic() - start
+    scram_keys(PASSWORD, b"impostor-salt-16", slow_iterations)     # cached for the impostor
 
     healthy = ScramClient(wg, certs.ca)
     assert healthy.login(PASSWORD, mech=PLUS)[0] == "ok"
-    results = []
+    results, durations = [], []
 
     def slow_login():
         with ScramClient(wg, certs.ca, user="wg_slow") as c:
+            c.sock.settimeout(60)   # 2^20 rounds take long on a loaded or instrumented build
+            started = time.monotonic()
             results.append(c.login(PASSWORD, mech=PLUS)[0])
+            durations.append(time.monotonic() - started)
 
     threads = [threading.Thread(target=slow_login) for _ in range(3)]
     for t in threads:
@@ -386,8 +389,27 @@ def test_costly_iterations_do_not_stall_the_worker(walgate_factory, certs, tmp_p
         t.join()
     healthy.close()
     assert results == ["ok"] * 3, (results, wg.log_text()[-3000:])
-    print(f"worst round trip {worst:.3f}s, one PBKDF2 {one_kdf:.3f}s")
-    assert worst < one_kdf / 2, f"worst round trip {worst:.3f}s, one PBKDF2 {one_kdf:.3f}s"
+    report = f"worst round trip {worst:.3f}s, slow logins took {sorted(durations)}"
+    print(report)
+    assert worst < min(durations) / 3, report
+
+
+def test_upstream_gone_while_salting(walgate_factory, certs, tmp_path, impostor):
+    """The upstream hangs up while walgate computes the salted password:
+    the client is told, the result finds the session closing, nothing is sent."""
+    def script(conn):
+        conn.send(sasl_offer(PLAIN))
+        conn.scram_first(iterations=1 << 20)
+
+    imp = impostor(script)
+    wg = impostor_walgate(walgate_factory, certs, tmp_path, imp, "prefer")
+    for _ in range(3):
+        fields = raw_login_fails(wg, certs, TEST_USER, PASSWORD, "08006")
+        assert "closed the connection" in fields["M"], fields
+    time.sleep(1.0)     # every computation has come back by now
+    assert_alive(wg)
+    assert imp.received.count(b"SCRAM-SHA-256\0") == 3, imp.received
+    assert b"c=" not in imp.received, imp.received
 
 
 # --------------------------------------------------------------------------
