@@ -1,8 +1,9 @@
 """auth = scram: walgate authenticates clients itself (SCRAM-SHA-256, and
 SCRAM-SHA-256-PLUS bound to its own certificate) against the auth file, then
-logs in upstream itself (trust, cleartext, md5, SCRAM-SHA-256 and -PLUS bound
-to the upstream's certificate) with the password from the file or the
-ClientKey the client's proof revealed.
+logs in upstream itself (SCRAM-SHA-256 and -PLUS bound to the upstream's
+certificate; trust, cleartext and md5 only when server_auth_methods lists
+them) with the password from the file or the ClientKey the client's proof
+revealed. test_upstream_trust.py plays a hostile upstream.
 
 Clients: psql and psycopg2 (libpq 15) with every channel_binding setting,
 psycopg2's LogicalReplicationConnection, and a small SCRAM client of our
