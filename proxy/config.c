@@ -1,6 +1,6 @@
 /*
- * config.c - the table of settings, their parsers, and loading a config
- * from an INI file (libinih) and the environment.
+ * config.c - the table of settings and loading a config from an INI file
+ * (libinih) and the environment; the parsers of values are config_value.c's.
  *
  * Every setting is one row of config_keys: its section, name, type, where
  * it lives in struct config, its default (as text, parsed by the same code
@@ -8,6 +8,7 @@
  * variable WALGATE_<SECTION>_<KEY> overrides the file.
  */
 #include "config.h"
+#include "config_value.h"
 #include "allowlist.h"
 #include "proxy_header.h"
 
@@ -15,7 +16,6 @@
 #include <errno.h>
 #include <ini.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -126,237 +126,6 @@ static bool is_known_section(const char *section)
 	return false;
 }
 
-/* A whole decimal number, nothing else; leaves the unit suffix in *rest. */
-static bool parse_number(const char *s, int64_t *out, const char **rest)
-{
-	char *end;
-	long long v;
-
-	if (!isdigit((unsigned char)*s))
-		return false;
-	errno = 0;
-	v = strtoll(s, &end, 10);
-	if (errno || end == s)
-		return false;
-	while (isspace((unsigned char)*end))
-		end++;
-	*out = v;
-	*rest = end;
-	return true;
-}
-
-struct unit {
-	const char *name;
-	int64_t factor;
-};
-
-static const struct unit duration_units[] = {
-	{ "ms", 1 }, { "s", 1000 }, { "", 1000 }, { "min", 60000 }, { "h", 3600000 },
-};
-
-static const struct unit size_units[] = {
-	{ "", 1 }, { "B", 1 }, { "kB", 1024 }, { "MB", 1 << 20 }, { "GB", 1 << 30 },
-};
-
-static const char *parse_with_unit(const char *s, const struct unit *units, size_t n,
-				   int64_t *out)
-{
-	const char *rest;
-	int64_t v;
-
-	if (!parse_number(s, &v, &rest))
-		return "not a number";
-	for (size_t i = 0; i < n; i++) {
-		if (strcmp(rest, units[i].name))
-			continue;
-		if (v > INT64_MAX / units[i].factor)
-			return "out of range";
-		*out = v * units[i].factor;
-		return NULL;
-	}
-	return "unknown unit";
-}
-
-static const char *parse_bool(const char *s, int *out)
-{
-	static const char *const yes[] = { "on", "true", "yes", "1" };
-	static const char *const no[] = { "off", "false", "no", "0" };
-
-	for (size_t i = 0; i < 4; i++) {
-		if (!strcasecmp(s, yes[i])) {
-			*out = 1;
-			return NULL;
-		}
-		if (!strcasecmp(s, no[i])) {
-			*out = 0;
-			return NULL;
-		}
-	}
-	return "expected on or off";
-}
-
-/* One "host:port" or "[v6]:port" with a numeric host. */
-static const char *parse_one_addr(const char *s, size_t len, struct config_addr *a)
-{
-	char buf[64], host[64];
-	const char *colon, *port;
-	struct addrinfo hints = { 0 }, *res;
-
-	if (len == 0 || len >= sizeof(buf))
-		return "bad address";
-	memcpy(buf, s, len);
-	buf[len] = '\0';
-	colon = strrchr(buf, ':');
-	if (!colon || colon == buf)
-		return "address needs host:port";
-	port = colon + 1;
-	if (buf[0] == '[') {
-		if (colon[-1] != ']')
-			return "IPv6 address needs [addr]:port";
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - buf - 2), buf + 1);
-	} else {
-		snprintf(host, sizeof(host), "%.*s", (int)(colon - buf), buf);
-		if (strchr(host, ':'))
-			return "IPv6 address needs [addr]:port";
-	}
-	hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV | AI_PASSIVE;
-	hints.ai_socktype = SOCK_STREAM;
-	if (getaddrinfo(host, port, &hints, &res))
-		return "not a numeric address and port";
-	memcpy(&a->addr, res->ai_addr, res->ai_addrlen);
-	a->addrlen = res->ai_addrlen;
-	freeaddrinfo(res);
-	snprintf(a->text, sizeof(a->text), "%s", buf);
-	return NULL;
-}
-
-/* A list of addresses; "off" is the empty list, which validate() may refuse. */
-static const char *parse_listen(const char *s, struct config_addr_list *out)
-{
-	struct config_addr *list = NULL;
-	size_t n = 0;
-
-	if (!strcasecmp(s, "off")) {
-		free(out->v);
-		out->v = NULL;
-		out->n = 0;
-		return NULL;
-	}
-	while (*s) {
-		size_t len;
-		const char *why;
-		struct config_addr *grown;
-
-		while (*s == ' ' || *s == '\t' || *s == ',')
-			s++;
-		len = strcspn(s, ", \t");
-		if (len == 0)
-			break;
-		grown = realloc(list, (n + 1) * sizeof(*list));
-		if (!grown) {
-			free(list);
-			return "out of memory";
-		}
-		list = grown;
-		why = parse_one_addr(s, len, &list[n]);
-		if (why) {
-			free(list);
-			return why;
-		}
-		n++;
-		s += len;
-	}
-	if (n == 0) {
-		free(list);
-		return "at least one address is needed";
-	}
-	free(out->v);
-	out->v = list;
-	out->n = n;
-	return NULL;
-}
-
-/* Room for the reason a value was refused, when it is not a constant string. */
-#define WHY_LEN 300
-
-static const char *parse_allowlist(const char *value, struct allowlist **slot, char *why)
-{
-	struct allowlist *al = allowlist_parse(value, why, WHY_LEN);
-
-	if (!al)
-		return why;
-	allowlist_free(*slot);
-	*slot = al;
-	return NULL;
-}
-
-static const char *parse_proxy_mode(const char *value, int *out)
-{
-	static const struct { const char *name; int bits; } modes[] = {
-		{ "off", 0 },
-		{ "v1", PROXY_ACCEPT_V1 },
-		{ "v2", PROXY_ACCEPT_V2 },
-		{ "any", PROXY_ACCEPT_V1 | PROXY_ACCEPT_V2 },
-	};
-
-	for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
-		if (!strcasecmp(value, modes[i].name)) {
-			*out = modes[i].bits;
-			return NULL;
-		}
-	}
-	return "expected off, v1, v2 or any";
-}
-
-/* value must be one of the '|'-separated words of choices; *out is its index. */
-static const char *parse_choice(const char *value, const char *choices, int *out, char *why)
-{
-	const char *p = choices;
-	size_t vlen = strlen(value);
-
-	for (int i = 0; *p; i++) {
-		size_t len = strcspn(p, "|");
-
-		if (len == vlen && !strncasecmp(p, value, len)) {
-			*out = i;
-			return NULL;
-		}
-		p += len + (p[len] == '|');
-	}
-	snprintf(why, WHY_LEN, "expected one of %s", choices);
-	return why;
-}
-
-/* A comma-separated list of words of choices, at least one; bit i for word i. */
-static const char *parse_flags(const char *value, const char *choices, int *out, char *why)
-{
-	int bits = 0, i;
-	char word[32];
-
-	for (;;) {
-		size_t len;
-
-		value += strspn(value, ", \t");
-		len = strcspn(value, ", \t");
-		if (len == 0)
-			break;
-		if (len >= sizeof(word))
-			len = sizeof(word) - 1;	/* too long for any choice: refused below */
-		memcpy(word, value, len);
-		word[len] = '\0';
-		if (parse_choice(word, choices, &i, why))
-			break;
-		bits |= 1 << i;
-		value += strcspn(value, ", \t");
-	}
-	if (*value || !bits) {
-		snprintf(why, WHY_LEN, "expected a comma-separated list of %s", choices);
-		return why;
-	}
-	*out = bits;
-	return NULL;
-}
-
 static const char *parse_value(const struct config_key *k, const char *value, struct config *cfg,
 			       char *why_buf)
 {
@@ -373,17 +142,17 @@ static const char *parse_value(const struct config_key *k, const char *value, st
 		*(char **)field = strdup(value);
 		return *(char **)field ? NULL : "out of memory";
 	case KT_LISTEN:
-		return parse_listen(value, (struct config_addr_list *)field);
+		return config_parse_listen(value, (struct config_addr_list *)field);
 	case KT_ALLOWLIST:
-		return parse_allowlist(value, (struct allowlist **)field, why_buf);
+		return config_parse_allowlist(value, (struct allowlist **)field, why_buf);
 	case KT_PROXY_MODE:
-		return parse_proxy_mode(value, (int *)field);
+		return config_parse_proxy_mode(value, (int *)field);
 	case KT_CHOICE:
-		return parse_choice(value, k->choices, (int *)field, why_buf);
+		return config_parse_choice(value, k->choices, (int *)field, why_buf);
 	case KT_FLAGS:
-		return parse_flags(value, k->choices, (int *)field, why_buf);
+		return config_parse_flags(value, k->choices, (int *)field, why_buf);
 	case KT_BOOL:
-		if ((why = parse_bool(value, &b)) == NULL)
+		if ((why = config_parse_bool(value, &b)) == NULL)
 			*(int *)field = b;
 		return why;
 	case KT_LOG_LEVEL:
@@ -408,12 +177,12 @@ static const char *parse_value(const struct config_key *k, const char *value, st
 		if (k->type == KT_INT) {
 			const char *rest;
 
-			if (!parse_number(value, &v, &rest) || *rest)
+			if (!config_parse_number(value, &v, &rest) || *rest)
 				return "not a whole number";
 		} else if (k->type == KT_DURATION) {
-			why = parse_with_unit(value, duration_units, 5, &v);
+			why = config_parse_with_unit(value, config_duration_units, 5, &v);
 		} else {
-			why = parse_with_unit(value, size_units, 5, &v);
+			why = config_parse_with_unit(value, config_size_units, 5, &v);
 		}
 		if (why)
 			return why;
@@ -433,7 +202,7 @@ static int config_ini_line(void *user, const char *section, const char *name, co
 	struct load_ctx *ctx = user;
 	const struct config_key *k;
 	const char *why;
-	char why_buf[WHY_LEN];
+	char why_buf[CONFIG_WHY_LEN];
 
 	if (*ctx->err)		/* inih goes on after an error; report only the first */
 		return 0;
@@ -469,7 +238,7 @@ static void env_name(const struct config_key *k, char *buf, size_t cap)
 
 static bool apply_environment(struct config *cfg, char *err, size_t errlen)
 {
-	char name[128], why_buf[WHY_LEN];
+	char name[128], why_buf[CONFIG_WHY_LEN];
 
 	for (size_t i = 0; i < NKEYS; i++) {
 		const char *value, *why;
@@ -489,7 +258,7 @@ static bool apply_environment(struct config *cfg, char *err, size_t errlen)
 
 static bool apply_defaults(struct config *cfg, char *err, size_t errlen)
 {
-	char why_buf[WHY_LEN];
+	char why_buf[CONFIG_WHY_LEN];
 
 	for (size_t i = 0; i < NKEYS; i++) {
 		const char *why;

@@ -434,7 +434,7 @@ enum login_step session_login_auth_take(struct session *s, const uint8_t *msg, s
 	uint8_t copy[AUTH_REQUEST_MAX];
 	bool ok = msg[0] == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len) == PG_AUTH_OK;
 
-	if (ok || msg[0] == PG_MSG_AUTHENTICATION) {
+	if (msg[0] == PG_MSG_AUTHENTICATION) {
 		/* drained first: answering may close the session */
 		if (len > sizeof(copy)) {
 			evbuffer_drain(bufferevent_get_input(s->server), len);

@@ -26,7 +26,7 @@ import pytest
 
 import pgwire
 from clients import run
-from impostor import IMPOSTOR_ROW, Impostor, auth, sasl_offer, scram_keys
+from impostor import IMPOSTOR_ROW, Impostor, auth, message, sasl_offer, scram_keys
 from pgcluster import LOOPBACK_V4, TEST_PASSWORD, TEST_USER, clean_env, pg_bin
 from walgate import run_walgate
 from test_auth import (LOGIN_FAILED, PLAIN, PLUS, ScramClient, assert_alive,  # noqa: F401
@@ -185,11 +185,15 @@ def test_scram_wrong_server_signature(walgate_factory, certs, tmp_path, impostor
     assert wg.metric(refused("scram")) == 1
 
 
-@pytest.mark.parametrize("second", ["sasl-again", "final-before-continue", "continue-twice"])
+@pytest.mark.parametrize("second", ["sasl-again", "final-before-continue", "continue-twice",
+                                    "ready-for-query"])
 def test_scram_out_of_sequence(walgate_factory, certs, tmp_path, impostor, second):
     def script(conn):
         conn.send(sasl_offer(PLAIN))
-        if second == "final-before-continue":
+        if second == "ready-for-query":
+            conn.recv_message()
+            conn.send(message(b"Z", b"I"))
+        elif second == "final-before-continue":
             conn.recv_message()
             conn.send(auth(12, b"v=" + base64.b64encode(os.urandom(32))))
         elif second == "sasl-again":
@@ -203,7 +207,8 @@ def test_scram_out_of_sequence(walgate_factory, certs, tmp_path, impostor, secon
 
     imp = impostor(script)
     wg = impostor_walgate(walgate_factory, certs, tmp_path, imp, "prefer")
-    refused_login(wg, certs, imp, "authentication request out of sequence")
+    refused_login(wg, certs, imp, "a message other than authentication" if second ==
+                  "ready-for-query" else "authentication request out of sequence")
     assert wg.metric(refused("sequence")) == 1
 
 
