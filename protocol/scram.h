@@ -94,9 +94,8 @@ enum scram_result scram_verifier_format(const struct scram_verifier *v,
 
 /*
  * The verifier PostgreSQL would store for password with this salt and
- * iteration count (1..SCRAM_MAX_ITERATIONS). No SASLprep: identical to
- * PostgreSQL for ASCII passwords and for UTF-8 ones already in SASLprep
- * form (NFKC, no mapped characters).
+ * iteration count (1..SCRAM_MAX_ITERATIONS). password as it goes into
+ * SCRAM: the caller applies SASLprep first (saslprep.h), as PostgreSQL does.
  */
 enum scram_result scram_verifier_from_password(const char *password,
 					       const uint8_t *salt, size_t salt_len,
@@ -107,11 +106,21 @@ enum scram_result scram_verifier_from_password(const char *password,
  * A made-up verifier for a user walgate does not know, so that the
  * exchange looks the same as for a real one: its salt is derived from the
  * user name and secret (the same salt every time, as with PostgreSQL's
- * scram_mock_salt()), and the exchange always ends in SCRAM_ERR_PROOF.
+ * scram_mock_salt()), its iteration count is the caller's (that of the
+ * real entries), and the exchange always ends in SCRAM_ERR_PROOF.
  */
 enum scram_result scram_mock_verifier(const char *username,
 				      const uint8_t *secret, size_t secret_len,
-				      struct scram_verifier *out);
+				      int iterations, struct scram_verifier *out);
+
+/*
+ * SaltedPassword = PBKDF2-HMAC-SHA-256(password, salt, iterations): the one
+ * costly step of a login, which a caller may run on another thread.
+ * password as it goes into SCRAM (after SASLprep); iterations
+ * 1..SCRAM_MAX_ITERATIONS.
+ */
+bool scram_salted_password(const char *password, const uint8_t *salt, size_t salt_len,
+			   int iterations, uint8_t out[SCRAM_KEY_LEN]);
 
 /* Fresh randomness from RAND_bytes: a printable nonce, a raw salt. */
 enum scram_result scram_make_nonce(char out[SCRAM_NONCE_LEN + 1]);
@@ -185,10 +194,18 @@ void scram_server_clear(struct scram_server *s);
  *   scram_client_first()   -> client-first-message (SASLInitialResponse)
  *   scram_client_final()   server-first-message -> client-final-message
  *   scram_client_verify()  server-final-message
+ *
+ * scram_client_final() is three steps a caller may take one by one, so as
+ * to compute the salted password elsewhere (the server picks the cost):
+ *   scram_client_take_first()   reads server-first-message
+ *   scram_client_set_salted()   when scram_client_needs_salted()
+ *   scram_client_final_message()
  */
 enum scram_client_state {
 	SCRAM_CLIENT_START,
 	SCRAM_CLIENT_WAIT_FIRST,
+	SCRAM_CLIENT_WAIT_SALTED,	/* password login: SaltedPassword wanted */
+	SCRAM_CLIENT_READY_FINAL,	/* keys known: client-final-message next */
 	SCRAM_CLIENT_WAIT_FINAL,
 	SCRAM_CLIENT_DONE,
 	SCRAM_CLIENT_FAILED,
@@ -211,14 +228,17 @@ struct scram_client {
 	size_t cbind_len;
 	uint8_t cbind[SCRAM_CBIND_MAX];
 	size_t nonce_off, nonce_len;	/* our nonce, inside auth */
+	size_t full_nonce_off, full_nonce_len;	/* the server's whole nonce, inside auth */
 	size_t auth_len;
 	char auth[SCRAM_AUTH_MAX];
 	char error[SCRAM_ERROR_MAX];	/* the server's "e=", printable */
 };
 
 /*
- * Log in with a password. user and password are kept by reference and
- * must outlive the exchange; user may be NULL (sent as "n=").
+ * Log in with a password (after SASLprep, see saslprep.h). user and
+ * password are kept by reference and must outlive the exchange; user may
+ * be NULL (sent as "n="). password may be NULL when the caller computes
+ * the salted password itself (scram_client_set_salted()).
  */
 void scram_client_init(struct scram_client *c, const char *user,
 		       const char *password);
@@ -248,6 +268,22 @@ enum scram_result scram_client_first(struct scram_client *c, char cbind_flag,
 enum scram_result scram_client_final(struct scram_client *c,
 				     const char *msg, size_t len,
 				     char *out, size_t cap, size_t *outlen);
+
+/* server-first-message: nonce, salt and iteration count checked and kept. */
+enum scram_result scram_client_take_first(struct scram_client *c,
+					  const char *msg, size_t len);
+
+/*
+ * After scram_client_take_first() of a password login: the salted password
+ * of (password, c->salt[0..c->salt_len), c->iterations) is wanted.
+ */
+bool scram_client_needs_salted(const struct scram_client *c);
+enum scram_result scram_client_set_salted(struct scram_client *c,
+					  const uint8_t salted[SCRAM_KEY_LEN]);
+
+/* The client-final-message, once the keys are known. */
+enum scram_result scram_client_final_message(struct scram_client *c,
+					     char *out, size_t cap, size_t *outlen);
 
 /* SCRAM_OK, SCRAM_UNVERIFIED (no ServerKey) or an error. */
 enum scram_result scram_client_verify(struct scram_client *c,

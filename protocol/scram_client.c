@@ -99,8 +99,7 @@ enum scram_result scram_client_first(struct scram_client *c, char cbind_flag,
 
 	if (c->state != SCRAM_CLIENT_START)
 		return SCRAM_ERR_STATE;
-	if (!valid_cbind_choice(cbind_flag, cbind, cbind_len) || !scram_valid_own_nonce(nonce) ||
-	    (!c->key_login && c->password == NULL))
+	if (!valid_cbind_choice(cbind_flag, cbind, cbind_len) || !scram_valid_own_nonce(nonce))
 		return SCRAM_ERR_INVALID;
 	c->cbind_flag = cbind_flag;
 	c->cbind_len = cbind_len;
@@ -151,12 +150,12 @@ static enum scram_result read_server_first(const struct scram_client *c,
 }
 
 /*
- * The keys this login proves knowledge of: derived from the password with
- * the server's salt, or the ClientKey given, which only fits a server
- * holding the same salt and iteration count as the verifier it came from.
+ * The keys this login proves knowledge of: a ClientKey given, which only
+ * fits a server holding the same salt and iteration count as the verifier
+ * it came from; or, for a password login, derived from SaltedPassword
+ * (scram_client_set_salted()) once it is known.
  */
-static enum scram_result client_keys(struct scram_client *c,
-				     const struct server_first *sf)
+static enum scram_result keep_first(struct scram_client *c, const struct server_first *sf)
 {
 	if (c->key_login) {
 		if (c->have_verifier &&
@@ -165,10 +164,70 @@ static enum scram_result client_keys(struct scram_client *c,
 			return SCRAM_ERR_KEY_MISMATCH;
 		return SCRAM_OK;
 	}
-	if (!scram_keys_from_password(c->password, sf->salt, sf->salt_len, sf->iterations,
-				      c->client_key, c->server_key))
+	c->iterations = sf->iterations;
+	c->salt_len = sf->salt_len;
+	memcpy(c->salt, sf->salt, sf->salt_len);
+	return SCRAM_OK;
+}
+
+/* auth := bare "," server-first; the server's whole nonce is kept inside it. */
+static enum scram_result take_first(struct scram_client *c, const char *msg, size_t len)
+{
+	struct server_first sf;
+	struct outbuf a;
+	enum scram_result r;
+
+	r = scram_check_message(msg, len);
+	if (r != SCRAM_OK)
+		return r;
+	r = read_server_first(c, msg, len, &sf);
+	if (r != SCRAM_OK)
+		return r;
+	r = keep_first(c, &sf);
+	if (r != SCRAM_OK)
+		return r;
+	scram_ob_init(&a, c->auth, sizeof(c->auth), c->auth_len);
+	scram_ob_str(&a, ",");
+	c->full_nonce_off = a.len + (size_t)(sf.nonce.p - msg);
+	c->full_nonce_len = sf.nonce.len;
+	scram_ob_put(&a, msg, len);
+	if (a.full)
+		return SCRAM_ERR_TOO_LONG;
+	c->auth_len = a.len;
+	return SCRAM_OK;
+}
+
+enum scram_result scram_client_take_first(struct scram_client *c,
+					  const char *msg, size_t len)
+{
+	enum scram_result r;
+
+	if (c->state != SCRAM_CLIENT_WAIT_FIRST)
+		return SCRAM_ERR_STATE;
+	r = take_first(c, msg, len);
+	if (r != SCRAM_OK)
+		c->state = SCRAM_CLIENT_FAILED;
+	else
+		c->state = c->key_login ? SCRAM_CLIENT_READY_FINAL : SCRAM_CLIENT_WAIT_SALTED;
+	return r;
+}
+
+bool scram_client_needs_salted(const struct scram_client *c)
+{
+	return c->state == SCRAM_CLIENT_WAIT_SALTED;
+}
+
+enum scram_result scram_client_set_salted(struct scram_client *c,
+					  const uint8_t salted[SCRAM_KEY_LEN])
+{
+	if (c->state != SCRAM_CLIENT_WAIT_SALTED)
+		return SCRAM_ERR_STATE;
+	if (!scram_keys_from_salted(salted, c->client_key, c->server_key)) {
+		c->state = SCRAM_CLIENT_FAILED;
 		return SCRAM_ERR_CRYPTO;
+	}
 	c->have_server_key = true;
+	c->state = SCRAM_CLIENT_READY_FINAL;
 	return SCRAM_OK;
 }
 
@@ -178,8 +237,6 @@ static enum scram_result client_keys(struct scram_client *c,
  * ServerSignature to expect is computed now, while the keys are at hand.
  */
 static enum scram_result build_client_final(struct scram_client *c,
-					    const char *msg, size_t len,
-					    struct span nonce,
 					    char *out, size_t cap, size_t *outlen)
 {
 	uint8_t cbin[GS2_HEADER_MAX + SCRAM_CBIND_MAX];
@@ -189,13 +246,12 @@ static enum scram_result build_client_final(struct scram_client *c,
 
 	scram_ob_init(&a, c->auth, sizeof(c->auth), c->auth_len);
 	scram_ob_str(&a, ",");
-	scram_ob_put(&a, msg, len);
-	scram_ob_str(&a, ",");
 	wp_off = a.len;
 	scram_ob_str(&a, "c=");
 	scram_ob_b64(&a, cbin, scram_cbind_input(c->cbind_flag, c->cbind, c->cbind_len, cbin));
 	scram_ob_str(&a, ",r=");
-	scram_ob_put(&a, nonce.p, nonce.len);
+	/* earlier in the same buffer: the regions never overlap */
+	scram_ob_put(&a, c->auth + c->full_nonce_off, c->full_nonce_len);
 	if (a.full)
 		return SCRAM_ERR_TOO_LONG;
 	c->auth_len = a.len;
@@ -216,35 +272,36 @@ static enum scram_result build_client_final(struct scram_client *c,
 	return SCRAM_OK;
 }
 
-static enum scram_result client_final(struct scram_client *c, const char *msg,
-				      size_t len, char *out, size_t cap, size_t *outlen)
+enum scram_result scram_client_final_message(struct scram_client *c,
+					     char *out, size_t cap, size_t *outlen)
 {
-	struct server_first sf;
 	enum scram_result r;
 
-	r = scram_check_message(msg, len);
-	if (r != SCRAM_OK)
-		return r;
-	r = read_server_first(c, msg, len, &sf);
-	if (r != SCRAM_OK)
-		return r;
-	r = client_keys(c, &sf);
-	if (r != SCRAM_OK)
-		return r;
-	return build_client_final(c, msg, len, sf.nonce, out, cap, outlen);
+	if (c->state != SCRAM_CLIENT_READY_FINAL)
+		return SCRAM_ERR_STATE;
+	r = build_client_final(c, out, cap, outlen);
+	c->state = r == SCRAM_OK ? SCRAM_CLIENT_WAIT_FINAL : SCRAM_CLIENT_FAILED;
+	return r;
 }
 
+/* All three steps at once, PBKDF2 on the caller's thread. */
 enum scram_result scram_client_final(struct scram_client *c,
 				     const char *msg, size_t len,
 				     char *out, size_t cap, size_t *outlen)
 {
+	uint8_t salted[SCRAM_KEY_LEN];
 	enum scram_result r;
 
-	if (c->state != SCRAM_CLIENT_WAIT_FIRST)
-		return SCRAM_ERR_STATE;
-	r = client_final(c, msg, len, out, cap, outlen);
-	c->state = r == SCRAM_OK ? SCRAM_CLIENT_WAIT_FINAL : SCRAM_CLIENT_FAILED;
-	return r;
+	r = scram_client_take_first(c, msg, len);
+	if (r != SCRAM_OK || !scram_client_needs_salted(c))
+		return r != SCRAM_OK ? r : scram_client_final_message(c, out, cap, outlen);
+	if (!scram_salted_password(c->password, c->salt, c->salt_len, c->iterations, salted)) {
+		c->state = SCRAM_CLIENT_FAILED;
+		return c->password ? SCRAM_ERR_CRYPTO : SCRAM_ERR_INVALID;
+	}
+	r = scram_client_set_salted(c, salted);
+	OPENSSL_cleanse(salted, sizeof(salted));
+	return r != SCRAM_OK ? r : scram_client_final_message(c, out, cap, outlen);
 }
 
 /* Keep the server's error text for the log, printable whatever it was. */

@@ -405,22 +405,41 @@ bool scram_sha256(const uint8_t *in, size_t len, uint8_t out[SCRAM_KEY_LEN])
 	return SHA256(in, len, out) != NULL;
 }
 
-/* SaltedPassword, then ClientKey and ServerKey from it (RFC 5802, 3). */
+bool scram_salted_password(const char *password, const uint8_t *salt, size_t salt_len,
+			   int iterations, uint8_t out[SCRAM_KEY_LEN])
+{
+	size_t plen;
+
+	if (password == NULL || salt == NULL || salt_len == 0 || salt_len > SCRAM_SALT_MAX ||
+	    iterations < 1 || iterations > SCRAM_MAX_ITERATIONS)
+		return false;
+	plen = strlen(password);
+	if (plen > INT_MAX)
+		return false;
+	return PKCS5_PBKDF2_HMAC(password, (int)plen, salt, (int)salt_len,
+				 iterations, EVP_sha256(), SCRAM_KEY_LEN, out) == 1;
+}
+
+/* ClientKey and ServerKey from SaltedPassword (RFC 5802, 3). */
+bool scram_keys_from_salted(const uint8_t salted[SCRAM_KEY_LEN],
+			    uint8_t client_key[SCRAM_KEY_LEN],
+			    uint8_t server_key[SCRAM_KEY_LEN])
+{
+	return scram_hmac256(salted, SCRAM_KEY_LEN, "Client Key", 10, client_key) &&
+	       scram_hmac256(salted, SCRAM_KEY_LEN, "Server Key", 10, server_key);
+}
+
+/* SaltedPassword, then ClientKey and ServerKey from it. */
 bool scram_keys_from_password(const char *password, const uint8_t *salt,
 			      size_t salt_len, int iterations,
 			      uint8_t client_key[SCRAM_KEY_LEN],
 			      uint8_t server_key[SCRAM_KEY_LEN])
 {
 	uint8_t salted[SCRAM_KEY_LEN];
-	size_t plen = strlen(password);
 	bool ok;
 
-	if (plen > INT_MAX || salt_len > INT_MAX)
-		return false;
-	ok = PKCS5_PBKDF2_HMAC(password, (int)plen, salt, (int)salt_len,
-			       iterations, EVP_sha256(), SCRAM_KEY_LEN, salted) == 1 &&
-	     scram_hmac256(salted, sizeof(salted), "Client Key", 10, client_key) &&
-	     scram_hmac256(salted, sizeof(salted), "Server Key", 10, server_key);
+	ok = scram_salted_password(password, salt, salt_len, iterations, salted) &&
+	     scram_keys_from_salted(salted, client_key, server_key);
 	OPENSSL_cleanse(salted, sizeof(salted));
 	return ok;
 }
@@ -532,13 +551,13 @@ enum scram_result scram_verifier_from_password(const char *password,
  */
 enum scram_result scram_mock_verifier(const char *username,
 				      const uint8_t *secret, size_t secret_len,
-				      struct scram_verifier *out)
+				      int iterations, struct scram_verifier *out)
 {
 	uint8_t user_key[SCRAM_KEY_LEN], salt[SCRAM_KEY_LEN];
 	bool ok;
 
 	memset(out, 0, sizeof(*out));
-	if (username == NULL || secret == NULL || secret_len == 0)
+	if (username == NULL || secret == NULL || secret_len == 0 || iterations < 1)
 		return SCRAM_ERR_INVALID;
 	ok = scram_hmac256(secret, secret_len, username, strlen(username), user_key) &&
 	     scram_hmac256(user_key, sizeof(user_key), "mock salt", 9, salt) &&
@@ -549,7 +568,7 @@ enum scram_result scram_mock_verifier(const char *username,
 		OPENSSL_cleanse(out, sizeof(*out));
 		return SCRAM_ERR_CRYPTO;
 	}
-	out->iterations = SCRAM_DEFAULT_ITERATIONS;
+	out->iterations = iterations;
 	out->salt_len = SCRAM_SALT_LEN;
 	memcpy(out->salt, salt, SCRAM_SALT_LEN);
 	out->mock = true;

@@ -76,7 +76,11 @@ size_t scram_cbind_input(char flag, const uint8_t *cbind, size_t cbind_len,
 bool scram_hmac256(const uint8_t *key, size_t keylen, const void *data,
 		   size_t len, uint8_t out[SCRAM_KEY_LEN]);
 bool scram_sha256(const uint8_t *in, size_t len, uint8_t out[SCRAM_KEY_LEN]);
-/* SaltedPassword, then ClientKey and ServerKey from it (RFC 5802, 3). */
+/* ClientKey and ServerKey from SaltedPassword (RFC 5802, 3). */
+bool scram_keys_from_salted(const uint8_t salted[SCRAM_KEY_LEN],
+			    uint8_t client_key[SCRAM_KEY_LEN],
+			    uint8_t server_key[SCRAM_KEY_LEN]);
+/* SaltedPassword, then ClientKey and ServerKey from it. */
 bool scram_keys_from_password(const char *password, const uint8_t *salt,
 			      size_t salt_len, int iterations,
 			      uint8_t client_key[SCRAM_KEY_LEN],

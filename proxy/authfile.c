@@ -11,11 +11,12 @@
 
 #include <errno.h>
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+
+#include "saslprep.h"
 
 #define LINE_MAX_LEN 4096
 
@@ -56,6 +57,8 @@ static bool blank_rest(const char *s)
 static const char *make_user(struct auth_user *u, const char *name, const char *secret)
 {
 	uint8_t salt[SCRAM_SALT_LEN];
+	char prepared[1024];
+	bool ok;
 
 	memset(u, 0, sizeof(*u));
 	if (!strncmp(secret, SCRAM_VERIFIER_PREFIX, strlen(SCRAM_VERIFIER_PREFIX))) {
@@ -64,9 +67,13 @@ static const char *make_user(struct auth_user *u, const char *name, const char *
 	} else if (!strncmp(secret, "md5", 3) && strlen(secret) == 35) {
 		return "md5 hashes cannot be used: give a SCRAM-SHA-256 verifier or the password";
 	} else {
-		if (scram_make_salt(salt) != SCRAM_OK ||
-		    scram_verifier_from_password(secret, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
-						 &u->verifier) != SCRAM_OK)
+		if (saslprep_password(secret, prepared, sizeof(prepared)) == SASLPREP_TOO_LONG)
+			return "password too long";
+		ok = scram_make_salt(salt) == SCRAM_OK &&
+		     scram_verifier_from_password(prepared, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
+						  &u->verifier) == SCRAM_OK;
+		OPENSSL_cleanse(prepared, sizeof(prepared));
+		if (!ok)
 			return "cannot derive a verifier from the password";
 		if (!(u->password = strdup(secret)))
 			return "out of memory";
@@ -79,6 +86,36 @@ static const char *make_user(struct auth_user *u, const char *name, const char *
 static int by_name(const void *a, const void *b)
 {
 	return strcmp(((const struct auth_user *)a)->name, ((const struct auth_user *)b)->name);
+}
+
+static int by_int(const void *a, const void *b)
+{
+	int x = *(const int *)a, y = *(const int *)b;
+
+	return (x > y) - (x < y);
+}
+
+/* The iteration count most entries have; ties go to the larger; 4096 for none. */
+static int most_common_iterations(const struct auth_users *users)
+{
+	int best = SCRAM_DEFAULT_ITERATIONS, *it = malloc(users->n * sizeof(int) + 1);
+	size_t best_n = 0, i, run;
+
+	if (!it)
+		return best;
+	for (i = 0; i < users->n; i++)
+		it[i] = users->v[i].verifier.iterations;
+	qsort(it, users->n, sizeof(int), by_int);
+	for (i = 0; i < users->n; i += run) {
+		for (run = 1; i + run < users->n && it[i + run] == it[i]; run++)
+			;
+		if (run >= best_n) {	/* ascending: an equal run later is larger */
+			best = it[i];
+			best_n = run;
+		}
+	}
+	free(it);
+	return best;
 }
 
 static bool check_mode(const char *path, FILE *f, char *err, size_t errlen)
@@ -143,10 +180,6 @@ struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
 	}
 	if (!check_mode(path, f, err, errlen))
 		goto fail;
-	if (RAND_bytes(users->mock_secret, sizeof(users->mock_secret)) != 1) {
-		snprintf(err, errlen, "%s: no randomness for the mock secret", path);
-		goto fail;
-	}
 	while (fgets(line, sizeof(line), f)) {
 		const char *p = line, *why;
 
@@ -161,6 +194,7 @@ struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
 		}
 	}
 	fclose(f);
+	users->mock_iterations = most_common_iterations(users);
 	return users;
 fail:
 	if (f)

@@ -1,7 +1,9 @@
 /*
  * authfile.h - the users walgate authenticates itself (auth = scram): one
  * line per user, "name" "secret", where the secret is a SCRAM-SHA-256
- * verifier as pg_authid stores it or a plaintext password.
+ * verifier as pg_authid stores it or a plaintext password. A plaintext
+ * password goes through SASLprep (saslprep.h) before its verifier is
+ * derived, as PostgreSQL's own verifiers are.
  */
 #ifndef WALGATE_AUTHFILE_H
 #define WALGATE_AUTHFILE_H
@@ -20,7 +22,13 @@ struct auth_user {
 struct auth_users {
 	struct auth_user *v;		/* sorted by name */
 	size_t n;
-	uint8_t mock_secret[32];	/* salts of made-up verifiers for unknown users */
+	/*
+	 * The iteration count of made-up verifiers for unknown users: the one
+	 * most entries have (ties: the larger), so that "i=" does not tell an
+	 * unknown user from a known one. Their salts come from a secret kept
+	 * for the life of the process (worker_shared), not from this file.
+	 */
+	int mock_iterations;
 };
 
 /*

@@ -1,6 +1,6 @@
 /*
- * config.c - the table of settings, their parsers, and loading a config
- * from an INI file (libinih) and the environment.
+ * config.c - the table of settings and loading a config from an INI file
+ * (libinih) and the environment; the parsers of values are config_parse.c's.
  *
  * Every setting is one row of config_keys: its section, name, type, where
  * it lives in struct config, its default (as text, parsed by the same code
@@ -19,7 +19,6 @@
 #include <unistd.h>
 #include <ini.h>
 #include <limits.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -52,10 +51,14 @@ static const struct config_key config_keys[] = {
 	{ "tls", "server_ca_file", KT_FILE, OFF(server_ca_file), NULL, 0, 0, true, NULL },
 	{ "tls", "server_cert_file", KT_FILE, OFF(server_cert_file), NULL, 0, 0, true, NULL },
 	{ "tls", "server_key_file", KT_FILE, OFF(server_key_file), NULL, 0, 0, true, NULL },
+	{ "tls", "server_channel_binding", KT_CHOICE, OFF(server_channel_binding), "prefer", 0, 0, true,
+	  "disable|prefer|require" },
 	{ "tls", "min_version", KT_STRING, OFF(min_version), "TLSv1.2", 0, 0, true, NULL },
 	{ "tls", "ciphers", KT_STRING, OFF(ciphers), NULL, 0, 0, true, NULL },
 	{ "auth", "auth", KT_CHOICE, OFF(auth), "auto", 0, 0, true, "auto|passthrough|scram" },
 	{ "auth", "auth_file", KT_FILE, OFF(auth_file), NULL, 0, 0, true, NULL },
+	{ "auth", "server_auth_methods", KT_FLAGS, OFF(server_auth_methods), "scram-sha-256", 0, 0, true,
+	  "scram-sha-256|md5|password|none" },
 	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
 	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
 	{ "metrics", "slot_expiry", KT_DURATION, OFF(slot_expiry_ms), "5min", 0, DAY_MS, true, NULL },
@@ -368,6 +371,8 @@ static bool validate(struct load_ctx *ctx)
 			    cfg->server_tls != SERVER_TLS_DISABLE ? AUTH_SCRAM : AUTH_PASSTHROUGH;
 	if (cfg->auth == AUTH_SCRAM && !cfg->auth_file)
 		return refuse(ctx, "auth", "auth", "scram needs auth_file: the users walgate authenticates");
+	if (cfg->server_channel_binding == SERVER_CBIND_REQUIRE && cfg->server_tls == SERVER_TLS_DISABLE)
+		return refuse(ctx, "tls", "server_channel_binding", "require needs TLS: server_tls is disable");
 	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted)
 		return refuse(ctx, "access", "proxy_protocol", "needs proxy_protocol_trusted: "
 			      "the load balancers allowed to send a PROXY header");

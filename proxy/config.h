@@ -37,6 +37,21 @@ enum server_tls_mode {
 	SERVER_TLS_VERIFY_FULL,
 };
 
+/* libpq's channel_binding, towards the upstream (auth = scram). */
+enum server_cbind_mode {
+	SERVER_CBIND_DISABLE,	/* never SCRAM-SHA-256-PLUS */
+	SERVER_CBIND_PREFER,	/* -PLUS when TLS and the server offers it */
+	SERVER_CBIND_REQUIRE,	/* -PLUS or no login */
+};
+
+/* libpq's require_auth, towards the upstream (auth = scram): bits of config.server_auth_methods. */
+enum server_auth_method {
+	SERVER_AUTH_SCRAM = 1 << 0,	/* SCRAM-SHA-256 (and -PLUS) */
+	SERVER_AUTH_MD5 = 1 << 1,	/* md5: a password-equivalent goes upstream */
+	SERVER_AUTH_PASSWORD = 1 << 2,	/* cleartext: the password itself goes upstream */
+	SERVER_AUTH_NONE = 1 << 3,	/* the server asks for nothing (trust) */
+};
+
 enum auth_mode {
 	AUTH_AUTO,		/* scram with TLS on both legs and an auth_file, else passthrough */
 	AUTH_PASSTHROUGH,	/* relay the client's exchange with the upstream */
@@ -89,6 +104,7 @@ struct config {
 	char *server_ca_file;
 	char *server_cert_file;
 	char *server_key_file;
+	int server_channel_binding;	/* enum server_cbind_mode */
 	char *min_version;
 	char *ciphers;
 
@@ -96,6 +112,7 @@ struct config {
 	int auth;			/* enum auth_mode, auto resolved */
 	int auth_configured;		/* as written, auto included */
 	char *auth_file;
+	int server_auth_methods;	/* enum server_auth_method bits */
 
 	/* [metrics] */
 	struct config_addr_list metrics_listen;	/* may be empty: endpoint off */

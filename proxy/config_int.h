@@ -24,6 +24,7 @@ enum key_type {
 	KT_ALLOWLIST,		/* struct allowlist * */
 	KT_PROXY_MODE,		/* int, PROXY_ACCEPT_* bits */
 	KT_CHOICE,		/* int, index into choices ("a|b|c") */
+	KT_FLAGS,		/* int, bit i for each word of choices listed ("a, c") */
 };
 
 struct config_key {
@@ -34,7 +35,7 @@ struct config_key {
 	const char *def;	/* NULL: required or empty */
 	int64_t min, max;	/* for KT_INT, KT_DURATION, KT_SIZE */
 	bool reloadable;
-	const char *choices;	/* for KT_CHOICE */
+	const char *choices;	/* for KT_CHOICE and KT_FLAGS */
 };
 
 

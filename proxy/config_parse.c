@@ -278,6 +278,36 @@ static const char *parse_choice(const char *value, const char *choices, int *out
 	return why;
 }
 
+/* A comma-separated list of words of choices; bit i of *out for the i-th word. */
+static const char *parse_flags(const char *value, const char *choices, int *out, char *why)
+{
+	int bits = 0, i;
+	char word[32];
+
+	for (;;) {
+		size_t len;
+
+		value += strspn(value, ", \t");
+		len = strcspn(value, ", \t");
+		if (len == 0)
+			break;
+		if (len >= sizeof(word))
+			len = sizeof(word) - 1;	/* too long for any choice: refused below */
+		memcpy(word, value, len);
+		word[len] = '\0';
+		if (parse_choice(word, choices, &i, why))
+			break;
+		bits |= 1 << i;
+		value += strcspn(value, ", \t");
+	}
+	if (*value || !bits) {
+		snprintf(why, WHY_LEN, "expected a comma-separated list of %s", choices);
+		return why;
+	}
+	*out = bits;
+	return NULL;
+}
+
 const char *config_parse_value(const struct config_key *k, const char *value, struct config *cfg,
 			       char *why_buf)
 {
@@ -301,6 +331,8 @@ const char *config_parse_value(const struct config_key *k, const char *value, st
 		return parse_proxy_mode(value, (int *)field);
 	case KT_CHOICE:
 		return parse_choice(value, k->choices, (int *)field, why_buf);
+	case KT_FLAGS:
+		return parse_flags(value, k->choices, (int *)field, why_buf);
 	case KT_BOOL:
 		if ((why = parse_bool(value, &b)) == NULL)
 			*(int *)field = b;

@@ -147,6 +147,11 @@ static void warn_relayed_auth(const struct generation *g)
 		log_warning("TLS on both legs with authentication relayed: SCRAM clients that use "
 			    "channel binding (libpq's default when TLS is on) cannot log in; "
 			    "they need channel_binding=disable");
+	if (g->cfg->auth == AUTH_SCRAM && g->cfg->server_tls < SERVER_TLS_VERIFY_CA &&
+	    (g->cfg->server_auth_methods & (SERVER_AUTH_MD5 | SERVER_AUTH_PASSWORD)))
+		log_warning("[auth] server_auth_methods allows md5 or password, and server_tls does not "
+			    "verify the upstream: a server impersonating it would receive the password "
+			    "(or its md5 equivalent)");
 }
 
 /*
@@ -379,7 +384,10 @@ int main(int argc, char **argv)
 		return 1;
 	/* A peer that vanishes mid-write must be an error return, not a signal. */
 	signal(SIGPIPE, SIG_IGN);
-	worker_shared_init(&app.shared);
+	if (worker_shared_init(&app.shared) < 0) {
+		config_free(cfg);
+		return 1;
+	}
 	rc = run(&app, cfg);
 	free_app(&app);
 	worker_shared_free(&app.shared);

@@ -1,6 +1,6 @@
 /*
  * make_verifier.c - reading a password without echoing it, preparing it
- * as PostgreSQL does (SASLprep, with libidn's profile) and printing the
+ * as PostgreSQL does (SASLprep: saslprep.h) and printing the
  * SCRAM-SHA-256 verifier PostgreSQL would store for it, with a fresh salt
  * and PostgreSQL's default iteration count.
  */
@@ -10,12 +10,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <stringprep.h>
 #include <termios.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
 
+#include "saslprep.h"
 #include "scram.h"
 
 #define PASSWORD_MAX 1024
@@ -69,18 +69,6 @@ static bool read_password(char *pw, size_t cap)
 	return same;
 }
 
-/*
- * PostgreSQL's pg_saslprep(): SASLprep (RFC 4013) for UTF-8 input, with
- * unassigned code points allowed; where it fails (not UTF-8, a prohibited
- * character) PostgreSQL uses the password as it is, and so does this.
- */
-static void saslprep(const char *pw, char *out, size_t cap)
-{
-	snprintf(out, cap, "%s", pw);
-	if (stringprep(out, cap, 0, stringprep_saslprep) != STRINGPREP_OK)
-		snprintf(out, cap, "%s", pw);
-}
-
 int make_verifier_run(void)
 {
 	char pw[PASSWORD_MAX + 2], prepared[4 * PASSWORD_MAX], text[512];
@@ -97,7 +85,10 @@ int make_verifier_run(void)
 		fprintf(stderr, "walgate: --make-verifier: the password is empty\n");
 		goto out;
 	}
-	saslprep(pw, prepared, sizeof(prepared));
+	if (saslprep_password(pw, prepared, sizeof(prepared)) == SASLPREP_TOO_LONG) {
+		fprintf(stderr, "walgate: --make-verifier: the password is too long\n");
+		goto out;
+	}
 	if (scram_make_salt(salt) != SCRAM_OK ||
 	    scram_verifier_from_password(prepared, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS, &v) != SCRAM_OK ||
 	    scram_verifier_format(&v, text, sizeof(text)) != SCRAM_OK) {

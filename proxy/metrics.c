@@ -133,6 +133,16 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	}
 	counter(b, "walgate_upstream_connect_failures_total",
 		"Connections to the upstream that could not be opened.", st->upstream_connect_failures);
+	metrics_family(b, "walgate_upstream_auth_refused_total", "counter",
+	       "Logins upstream walgate broke off itself (auth = scram), by reason (auth_method, "
+	       "channel_binding, sequence, scram).");
+	for (int r = 0; r < UPAUTH_REASONS; r++) {
+		char labels[48];
+
+		snprintf(labels, sizeof(labels), "reason=\"%s\"",
+			 upstream_auth_refusal_name((enum upstream_auth_refusal)r));
+		sample(b, "walgate_upstream_auth_refused_total", labels, (double)st->upstream_auth_refused[r]);
+	}
 	counter(b, "walgate_cancel_requests_total", "Cancel requests forwarded to the upstream.",
 		st->cancels_forwarded);
 	counter(b, "walgate_config_reload_failures_total",

@@ -25,6 +25,7 @@
 #include <string.h>
 
 #include "authfile.h"
+#include "kdf.h"
 #include "pg_auth.h"
 #include "pg_message.h"
 #include "pg_wire.h"
@@ -38,6 +39,8 @@ void session_auth_free(struct session_auth *a)
 {
 	if (!a)
 		return;
+	if (a->kdf)
+		kdf_cancel(a->kdf);
 	if (a->password) {
 		OPENSSL_cleanse(a->password, strlen(a->password));
 		free(a->password);
@@ -95,8 +98,9 @@ void session_auth_begin(struct session *s)
 			return;
 		}
 	} else {
-		scram_mock_verifier(s->startup.user, s->w->auth_users->mock_secret,
-				    sizeof(s->w->auth_users->mock_secret), &a->verifier);
+		scram_mock_verifier(s->startup.user, s->w->shared->mock_secret,
+				    sizeof(s->w->shared->mock_secret), s->w->auth_users->mock_iterations,
+				    &a->verifier);
 	}
 	a->offered_plus = own_binding(s, cbind, &cbind_len);
 	n = pg_auth_build_sasl(msg, sizeof(msg), a->offered_plus ? plus : plain);

@@ -12,6 +12,21 @@
 
 #include "scram.h"
 
+struct kdf_job;
+
+/*
+ * walgate's own login upstream, one step per message of the upstream's; any
+ * message that is not the next expected one ends the login.
+ */
+enum upstream_login_step {
+	UPSTREAM_LOGIN_START,		/* nothing asked yet */
+	UPSTREAM_LOGIN_PASSWORD_SENT,	/* cleartext or md5 answered: AuthenticationOk or error next */
+	UPSTREAM_LOGIN_SASL_FIRST_SENT,	/* SASLInitialResponse sent: SASLContinue next */
+	UPSTREAM_LOGIN_SALTING,		/* SaltedPassword being computed (kdf.h): nothing may come */
+	UPSTREAM_LOGIN_SASL_FINAL_SENT,	/* SASLResponse sent: SASLFinal next */
+	UPSTREAM_LOGIN_VERIFIED,	/* the server's signature checked: AuthenticationOk next */
+};
+
 struct session_auth {
 	bool known;				/* the user is in the auth file */
 	bool offered_plus;			/* SCRAM-SHA-256-PLUS was offered to the client */
@@ -20,6 +35,8 @@ struct session_auth {
 	struct scram_verifier verifier;
 	bool have_client_key;
 	uint8_t client_key[SCRAM_KEY_LEN];
+	enum upstream_login_step upstream;
+	struct kdf_job *kdf;			/* while UPSTREAM_LOGIN_SALTING */
 	union {
 		struct scram_server server;	/* with the client */
 		struct scram_client client;	/* with the upstream */

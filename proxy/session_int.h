@@ -42,6 +42,11 @@ enum login_step {
 	LOGIN_CLOSED,		/* the session is closing */
 };
 enum login_step session_login_feed(struct session *s);
+/* Queue msg[0..len) for the client as a message of the login exchange. */
+void session_login_to_client(struct session *s, const uint8_t *msg, size_t len);
+
+/* session_login_auth.c: auth = scram, one whole message of the upstream's login. */
+enum login_step session_login_auth_take(struct session *s, const uint8_t *msg, size_t len);
 
 /* session_upstream.c */
 void session_connect_upstream(struct session *s, const struct sockaddr *pinned, socklen_t len);

@@ -8,10 +8,8 @@
  *  - a channel-binding failure, which TLS on both legs causes for clients
  *    that bind (libpq's default), gets a hint naming the fix.
  * Under auth = scram walgate has authenticated the client itself and now
- * answers the upstream's requests (trust, cleartext, md5, SCRAM-SHA-256
- * and -PLUS bound to the upstream's certificate) with the password from
- * the auth file or the ClientKey the client proved. Only the upstream's
- * AuthenticationOk reaches the client.
+ * logs in upstream on its behalf: each message goes to
+ * session_login_auth.c instead.
  *
  * After AuthenticationOk the session streams (relay.c) as usual.
  */
@@ -24,15 +22,9 @@
 #include <string.h>
 
 #include "pg_auth.h"
-#include "session_auth.h"
-#include "tls_binding.h"
-
-#include <event2/bufferevent_ssl.h>
-#include <event2/event.h>
-#include <openssl/evp.h>
-#include <openssl/ssl.h>
 #include "pg_message.h"
 #include "pg_wire.h"
+#include "session_auth.h"
 #include "worker.h"
 
 /* Login messages are small; anything larger is not a PostgreSQL server talking. */
@@ -41,11 +33,18 @@
 #define BINDING_HINT "walgate terminates TLS and relays authentication, so the client's " \
 	"channel binding cannot match the server's certificate: connect with channel_binding=disable"
 
-static void send_to_client(struct session *s, const uint8_t *msg, size_t len, size_t consumed)
+void session_login_to_client(struct session *s, const uint8_t *msg, size_t len)
 {
 	bufferevent_write(s->client, msg, len);
-	evbuffer_drain(bufferevent_get_input(s->server), consumed);
 	s->to_client.bytes += len;
+	s->to_client.last_type = msg[0];
+}
+
+/* msg (consumed bytes of the upstream's input) rewritten as out[0..len). */
+static void send_to_client(struct session *s, const uint8_t *out, size_t len, size_t consumed)
+{
+	session_login_to_client(s, out, len);
+	evbuffer_drain(bufferevent_get_input(s->server), consumed);
 }
 
 /* An ErrorResponse about channel binding, with the hint added. */
@@ -82,221 +81,13 @@ static bool drop_plus_mechanism(struct session *s, const uint8_t *msg, size_t le
 	return true;
 }
 
-static void login_failed(struct session *s, const char *why)
-{
-	char msg[400];
-
-	snprintf(msg, sizeof(msg), "walgate could not log in to the upstream as user \"%s\": %s",
-		 s->startup.user, why);
-	slog_warning(s, "%s", msg);
-	session_fail(s, PG_SQLSTATE_INVALID_AUTHORIZATION, msg, "upstream login failed");
-}
-
-static void send_to_server(struct session *s, const uint8_t *msg, size_t len)
-{
-	bufferevent_write(s->server, msg, len);
-}
-
-/* PostgreSQL's md5 scheme: "md5" || md5hex(md5hex(password || user) || salt). */
-static bool md5_answer(const char *password, const char *user, const uint8_t salt[4], char out[36])
-{
-	static const char hex[] = "0123456789abcdef";
-	uint8_t digest[16], inner[32 + 4];
-	EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-	unsigned int n;
-	bool ok = ctx != NULL;
-
-	ok = ok && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) &&
-	     EVP_DigestUpdate(ctx, password, strlen(password)) &&
-	     EVP_DigestUpdate(ctx, user, strlen(user)) && EVP_DigestFinal_ex(ctx, digest, &n);
-	for (int i = 0; ok && i < 16; i++) {
-		inner[2 * i] = (uint8_t)hex[digest[i] >> 4];
-		inner[2 * i + 1] = (uint8_t)hex[digest[i] & 15];
-	}
-	memcpy(inner + 32, salt, 4);
-	ok = ok && EVP_DigestInit_ex(ctx, EVP_md5(), NULL) &&
-	     EVP_DigestUpdate(ctx, inner, sizeof(inner)) && EVP_DigestFinal_ex(ctx, digest, &n);
-	EVP_MD_CTX_free(ctx);
-	if (!ok)
-		return false;	/* MD5 disabled (FIPS) */
-	memcpy(out, "md5", 3);
-	for (int i = 0; i < 16; i++) {
-		out[3 + 2 * i] = hex[digest[i] >> 4];
-		out[4 + 2 * i] = hex[digest[i] & 15];
-	}
-	out[35] = '\0';
-	return true;
-}
-
-static bool answer_password(struct session *s, int code, const uint8_t *msg, size_t len)
-{
-	const char *pw = s->auth->password;
-	uint8_t out[1100];
-	char md5[36];
-	size_t n;
-
-	if (!pw) {
-		login_failed(s, "the upstream asks for a password, and the auth file holds only a verifier");
-		return false;
-	}
-	if (code == PG_AUTH_MD5_PASSWORD) {
-		if (len < PG_MSG_HEADER_LEN + 8 || !md5_answer(pw, s->startup.user, msg + 9, md5)) {
-			login_failed(s, "cannot answer the md5 request");
-			return false;
-		}
-		pw = md5;
-	}
-	n = pg_auth_build_password(out, sizeof(out), pw, strlen(pw), true);
-	if (n == 0) {
-		login_failed(s, "password too long");
-		return false;
-	}
-	send_to_server(s, out, n);
-	return true;
-}
-
-/* tls-server-end-point of the upstream's certificate, for SCRAM-SHA-256-PLUS. */
-static bool upstream_binding(struct session *s, uint8_t *out, size_t *len)
-{
-	SSL *ssl = s->server_tls ? bufferevent_openssl_get_ssl(s->server) : NULL;
-	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
-
-	*len = SCRAM_CBIND_MAX;
-	return cert && tls_server_end_point(cert, out, len) == 0;
-}
-
-static bool offers(const uint8_t *msg, size_t len, const char *mech)
-{
-	uint8_t scratch[1024];
-
-	/* the list without mech is shorter exactly when mech was in it */
-	return len <= sizeof(scratch) && pg_auth_sasl_without(msg, len, mech, scratch, sizeof(scratch)) != len;
-}
-
-static bool answer_sasl(struct session *s, const uint8_t *msg, size_t len)
-{
-	struct session_auth *a = s->auth;
-	uint8_t cbind[SCRAM_CBIND_MAX], out[SCRAM_MSG_MAX + 64];
-	size_t cbind_len = 0, n;
-	char nonce[SCRAM_NONCE_LEN + 1], first[SCRAM_MSG_MAX];
-	char flag = s->server_tls ? 'y' : 'n';
-	bool plus = offers(msg, len, SCRAM_MECH_NAME_PLUS) && upstream_binding(s, cbind, &cbind_len);
-
-	if (!plus && !offers(msg, len, SCRAM_MECH_NAME)) {
-		login_failed(s, "the upstream offers no SASL mechanism walgate supports");
-		return false;
-	}
-	if (plus)
-		flag = 'p';
-	if (a->password)
-		scram_client_init(&a->x.client, NULL, a->password);
-	else
-		scram_client_init_key(&a->x.client, NULL, a->client_key, &a->verifier);
-	if (scram_make_nonce(nonce) != SCRAM_OK ||
-	    scram_client_first(&a->x.client, flag, plus ? cbind : NULL, plus ? cbind_len : 0, nonce,
-			       first, sizeof(first), &n) != SCRAM_OK) {
-		login_failed(s, "cannot start SCRAM");
-		return false;
-	}
-	n = pg_auth_build_sasl_initial(out, sizeof(out), plus ? SCRAM_MECH_NAME_PLUS : SCRAM_MECH_NAME,
-				       first, n);
-	send_to_server(s, out, n);
-	return true;
-}
-
-static bool answer_sasl_step(struct session *s, int code, const uint8_t *msg, size_t len)
-{
-	struct scram_client *c = &s->auth->x.client;
-	const char *data;
-	char reply[SCRAM_MSG_MAX];
-	uint8_t out[SCRAM_MSG_MAX + 16];
-	size_t data_len, n;
-	enum scram_result r;
-
-	if (pg_auth_parse_sasl_data(msg, len, &data, &data_len) < 0) {
-		login_failed(s, "malformed SASL message from the upstream");
-		return false;
-	}
-	if (code == PG_AUTH_SASL_CONTINUE) {
-		r = scram_client_final(c, data, data_len, reply, sizeof(reply), &n);
-		if (r == SCRAM_OK) {
-			n = pg_auth_build_password(out, sizeof(out), reply, n, false);
-			send_to_server(s, out, n);
-			return true;
-		}
-	} else {
-		r = scram_client_verify(c, data, data_len);
-		if (r == SCRAM_OK || r == SCRAM_UNVERIFIED)
-			return true;
-	}
-	login_failed(s, r == SCRAM_ERR_SERVER_ERROR ? scram_client_error(c) : scram_result_str(r));
-	return false;
-}
-
-/*
- * auth = scram: the upstream refused walgate's own login (28xxx). Passing
- * its "password authentication failed" on would tell the client its own
- * password is wrong, when it was walgate's credential that failed.
- */
-static bool upstream_refused_login(struct session *s, const uint8_t *msg, size_t len)
-{
-	struct pg_error_fields f;
-	char why[300];
-
-	if (pg_parse_error(msg + PG_MSG_HEADER_LEN, len - PG_MSG_HEADER_LEN, &f) < 0 ||
-	    !f.sqlstate || strncmp(f.sqlstate, "28", 2))
-		return false;
-	snprintf(why, sizeof(why), "the upstream said: %s", f.message ? f.message : f.sqlstate);
-	evbuffer_drain(bufferevent_get_input(s->server), len);
-	login_failed(s, why);
-	return true;
-}
-
-/* auth = scram: walgate answers the upstream's request itself. */
-static void answer_request(struct session *s, const uint8_t *msg, size_t len)
-{
-	int code = pg_auth_code(msg, len);
-
-	switch (code) {
-	case PG_AUTH_CLEARTEXT_PASSWORD:
-	case PG_AUTH_MD5_PASSWORD:
-		answer_password(s, code, msg, len);
-		break;
-	case PG_AUTH_SASL:
-		answer_sasl(s, msg, len);
-		break;
-	case PG_AUTH_SASL_CONTINUE:
-	case PG_AUTH_SASL_FINAL:
-		answer_sasl_step(s, code, msg, len);
-		break;
-	default:
-		login_failed(s, "the upstream asks for an authentication method walgate does not support");
-		break;
-	}
-}
-
+/* auth = passthrough: the login exchange goes to the client, adjusted where it must be. */
 static void forward_message(struct session *s, const uint8_t *msg, size_t len)
 {
 	bool rewritten = false;
 
 	uint8_t type = msg[0];
 
-	if (s->auth && type == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len) != PG_AUTH_OK) {
-		/* Drained first: answering may close the session and free the input. */
-		struct evbuffer *in = bufferevent_get_input(s->server);
-		uint8_t copy[1024];
-
-		if (len > sizeof(copy)) {
-			login_failed(s, "authentication request too long");
-			return;
-		}
-		memcpy(copy, msg, len);
-		evbuffer_drain(in, len);
-		answer_request(s, copy, len);
-		return;
-	}
-	if (s->auth && type == PG_MSG_ERROR_RESPONSE && upstream_refused_login(s, msg, len))
-		return;
 	if (msg[0] == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len) == PG_AUTH_SASL)
 		rewritten = drop_plus_mechanism(s, msg, len);
 	else if (msg[0] == PG_MSG_ERROR_RESPONSE)
@@ -342,6 +133,15 @@ enum login_step session_login_feed(struct session *s)
 		if (avail < (size_t)len + 1)
 			return LOGIN_MORE;
 		msg = evbuffer_pullup(in, (ssize_t)len + 1);
+		if (s->auth) {
+			enum login_step step = session_login_auth_take(s, msg, (size_t)len + 1);
+
+			if (step == LOGIN_DONE)
+				login_succeeded(s);
+			if (step != LOGIN_MORE)
+				return step;
+			continue;
+		}
 		if (hdr[0] == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len + 1) == PG_AUTH_OK) {
 			forward_message(s, msg, (size_t)len + 1);
 			login_succeeded(s);

@@ -6,6 +6,8 @@
 
 #include <event2/dns.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
+#include <openssl/rand.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,6 +33,18 @@ static const char *const reject_names[REJECT_REASONS] = {
 const char *reject_reason_name(enum reject_reason r)
 {
 	return r < REJECT_REASONS ? reject_names[r] : "unknown";
+}
+
+static const char *const upstream_auth_refusal_names[UPAUTH_REASONS] = {
+	[UPAUTH_METHOD] = "auth_method",
+	[UPAUTH_CHANNEL_BINDING] = "channel_binding",
+	[UPAUTH_SEQUENCE] = "sequence",
+	[UPAUTH_SCRAM] = "scram",
+};
+
+const char *upstream_auth_refusal_name(enum upstream_auth_refusal r)
+{
+	return r < UPAUTH_REASONS ? upstream_auth_refusal_names[r] : "unknown";
 }
 
 static const char *const protocol_error_names[PROTO_ERR_KINDS] = {
@@ -62,7 +76,7 @@ bool ratelimit_pass(struct ratelimit *rl, int64_t now, unsigned long *suppressed
 	return true;
 }
 
-void worker_shared_init(struct worker_shared *sh)
+int worker_shared_init(struct worker_shared *sh)
 {
 	memset(sh, 0, sizeof(*sh));
 	atomic_init(&sh->upstream_reachable, -1);
@@ -70,10 +84,16 @@ void worker_shared_init(struct worker_shared *sh)
 	pthread_mutex_init(&sh->deny_lock, NULL);
 	sh->deny_log.period = 10;
 	sh->deny_log.burst = 20;
+	if (RAND_bytes(sh->mock_secret, sizeof(sh->mock_secret)) != 1) {
+		log_error("no randomness for the mock verifier secret");
+		return -1;
+	}
+	return 0;
 }
 
 void worker_shared_free(struct worker_shared *sh)
 {
+	OPENSSL_cleanse(sh->mock_secret, sizeof(sh->mock_secret));
 	pthread_mutex_destroy(&sh->deny_lock);
 }
 
@@ -93,6 +113,7 @@ int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
 	w->index = index;
 	w->shared = shared;
 	TAILQ_INIT(&w->sessions);
+	LIST_INIT(&w->kdf_jobs);
 	slots_init(&w->slots);
 	w->base = event_base_new();
 	if (!w->base) {
@@ -122,6 +143,7 @@ int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
 
 void worker_free(struct worker *w)
 {
+	kdf_wait_all(&w->kdf_jobs);	/* their events live on the base freed below */
 	slots_free(&w->slots);
 	w->auth_users = NULL;
 	w->tls_server = NULL;

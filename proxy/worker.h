@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "kdf.h"
 #include "slots.h"
 
 struct event_base;
@@ -40,6 +41,17 @@ enum reject_reason {
 };
 
 const char *reject_reason_name(enum reject_reason r);
+
+/* Why walgate broke off its own login upstream (auth = scram). */
+enum upstream_auth_refusal {
+	UPAUTH_METHOD,			/* a method [auth] server_auth_methods does not allow */
+	UPAUTH_CHANNEL_BINDING,		/* server_channel_binding = require, and no -PLUS */
+	UPAUTH_SEQUENCE,		/* a message out of the login's order */
+	UPAUTH_SCRAM,			/* the server's SCRAM messages: malformed, wrong signature */
+	UPAUTH_REASONS
+};
+
+const char *upstream_auth_refusal_name(enum upstream_auth_refusal r);
 
 /* Who broke the protocol, for walgate_protocol_errors_total{kind}. */
 enum protocol_error_kind {
@@ -79,6 +91,7 @@ struct worker_stats {
 	uint64_t cancels_forwarded;
 	uint64_t sessions_closed_by_reload;
 	uint64_t tls_handshakes[2][2];		/* [leg: 0 client, 1 upstream][0 ok, 1 failed] */
+	uint64_t upstream_auth_refused[UPAUTH_REASONS];
 };
 
 /* Shared by every worker and the control thread. */
@@ -91,9 +104,16 @@ struct worker_shared {
 	time_t started_at;
 	pthread_mutex_t deny_lock;	/* taken only when a connection is refused */
 	struct ratelimit deny_log;	/* "not allowed" lines: a scan must not flood the log */
+	/*
+	 * auth = scram: the salts of made-up verifiers for unknown users come
+	 * from this, made once at start and kept for the life of the process,
+	 * so that a reload does not change an unknown user's salt.
+	 */
+	uint8_t mock_secret[32];
 };
 
-void worker_shared_init(struct worker_shared *sh);
+/* -1 (and logs) when there is no randomness for the mock secret. */
+int worker_shared_init(struct worker_shared *sh);
 void worker_shared_free(struct worker_shared *sh);
 
 /* May a "not allowed" line be logged now? (rate-limited across all workers) */
@@ -111,6 +131,7 @@ struct worker {
 	void *idle_arg;
 	struct worker_stats stats;
 	struct slot_registry slots;	/* replication slots streamed through this worker */
+	struct kdf_jobs kdf_jobs;	/* salted passwords being computed for logins upstream */
 	const struct generation *gen;	/* the one this worker's thread holds (generation.h) */
 	/* borrowed from it */
 	struct ssl_ctx_st *tls_server;		/* client leg, NULL when clients cannot use TLS */

@@ -14,9 +14,10 @@
  *     tests/fuzz/fuzz_scram.c -lcrypto -o fuzz_scram
  *   ./fuzz_scram tests/fuzz/corpus/scram
  *
- * The client logs in with a ClientKey, never a password: the fuzzer would
- * soon ask for 2^20 PBKDF2 rounds per input. The password path differs
- * only after parsing, and the unit tests cover it.
+ * The client logs in with a ClientKey, or (OPT_CLIENT_SALTED) with a
+ * password whose salted form the caller sets, step by step as walgate
+ * does: never PBKDF2 itself, or the fuzzer would soon ask for 2^20 rounds
+ * per input.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -32,6 +33,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define OPT_SERVER_MOCK		0x04	/* unknown user: mock verifier */
 #define OPT_CLIENT_FLAG_SHIFT	3	/* 2 bits: n, y, p, p */
 #define OPT_CLIENT_VERIFIER	0x20	/* key login knows the verifier */
+#define OPT_CLIENT_SALTED	0x40	/* password login, salted password set by the caller */
 
 /* RFC 7677's nonces, so that its messages make useful seeds. */
 #define CNONCE	"rOprNGfwEbeRWgbNEkqO"
@@ -61,7 +63,7 @@ static void setup(void)
 	CHECK(scram_verifier_from_password("pencil", salt, n, 4096, &rfc) == SCRAM_OK);
 	CHECK(scram_b64_decode(key_b64, strlen(key_b64), rfc_client_key,
 			       sizeof(rfc_client_key), &n) && n == SCRAM_KEY_LEN);
-	CHECK(scram_mock_verifier("user", secret, sizeof(secret) - 1, &mock) == SCRAM_OK);
+	CHECK(scram_mock_verifier("user", secret, sizeof(secret) - 1, 4096, &mock) == SCRAM_OK);
 	done = true;
 }
 
@@ -133,12 +135,31 @@ static void fuzz_client(unsigned opt, const char *first, size_t flen,
 	enum scram_result r;
 	size_t n;
 
-	scram_client_init_key(&c, NULL, rfc_client_key, with_verifier ? &rfc : NULL);
+	bool salted = (opt & OPT_CLIENT_SALTED) != 0;
+
+	if (salted)
+		scram_client_init(&c, NULL, NULL);
+	else
+		scram_client_init_key(&c, NULL, rfc_client_key, with_verifier ? &rfc : NULL);
 	CHECK(scram_client_first(&c, flag, flag == 'p' ? cbind32 : NULL, flag == 'p' ? 32 : 0,
 				 CNONCE, out, sizeof(out), &n) == SCRAM_OK);
 	check_output(out, sizeof(out), n);
 
-	r = scram_client_final(&c, first, flen, out, sizeof(out), &n);
+	if (salted) {
+		r = scram_client_take_first(&c, first, flen);
+		if (r == SCRAM_OK) {
+			CHECK(scram_client_needs_salted(&c));
+			CHECK(c.iterations >= 1 && c.iterations <= SCRAM_MAX_ITERATIONS);
+			CHECK(c.salt_len >= 1 && c.salt_len <= SCRAM_SALT_MAX);
+			CHECK(scram_client_final_message(&c, out, sizeof(out), &n) == SCRAM_ERR_STATE);
+			r = scram_client_set_salted(&c, cbind32);
+		}
+		if (r == SCRAM_OK)
+			r = scram_client_final_message(&c, out, sizeof(out), &n);
+		with_verifier = true;	/* a password login always knows the ServerKey */
+	} else {
+		r = scram_client_final(&c, first, flen, out, sizeof(out), &n);
+	}
 	if (r != SCRAM_OK) {
 		CHECK(scram_client_verify(&c, final, len2) == SCRAM_ERR_STATE);
 		return;

@@ -1,8 +1,9 @@
 """auth = scram: walgate authenticates clients itself (SCRAM-SHA-256, and
 SCRAM-SHA-256-PLUS bound to its own certificate) against the auth file, then
-logs in upstream itself (trust, cleartext, md5, SCRAM-SHA-256 and -PLUS bound
-to the upstream's certificate) with the password from the file or the
-ClientKey the client's proof revealed.
+logs in upstream itself (SCRAM-SHA-256 and -PLUS bound to the upstream's
+certificate; trust, cleartext and md5 only when server_auth_methods lists
+them) with the password from the file or the ClientKey the client's proof
+revealed. test_upstream_trust.py plays a hostile upstream.
 
 Clients: psql and psycopg2 (libpq 15) with every channel_binding setting,
 psycopg2's LogicalReplicationConnection, and a small SCRAM client of our
@@ -124,17 +125,22 @@ def write_auth_file(path, entries, mode=0o600, extra_lines=()):
 # walgate and libpq clients
 
 def scram_walgate(factory, certs, auth_file, auth="scram", client_tls="require",
-                  server_tls="verify-full", start=True):
+                  server_tls="verify-full", start=True, auth_extra=None, tls_extra=None,
+                  upstream_port=None, upstream_host="localhost", walgate_keys=None):
     """walgate with its own certificate on 127.0.0.1 and ::1 (one port, so that
     host=localhost works), verify-full towards PostgreSQL at "localhost"."""
     tls = {"client_tls": client_tls, "cert_file": certs.cert, "key_file": certs.key,
-           "server_tls": server_tls, "server_ca_file": certs.ca}
-    sections = {"tls": tls, "auth": {"auth": auth}}
+           "server_tls": server_tls, "server_ca_file": certs.ca, **(tls_extra or {})}
+    sections = {"tls": tls, "auth": {"auth": auth, **(auth_extra or {})}}
+
     if auth_file:
         sections["auth"]["auth_file"] = auth_file
     port = free_port()
-    return factory(start=start, upstream_host="localhost",
-                   listen=[(LOOPBACK_V4, port), (LOOPBACK_V6, port)], sections=sections)
+    more = {"upstream_port": upstream_port} if upstream_port else {}
+    if walgate_keys:
+        more["walgate"] = walgate_keys
+    return factory(start=start, upstream_host=upstream_host,
+                   listen=[(LOOPBACK_V4, port), (LOOPBACK_V6, port)], sections=sections, **more)
 
 
 def dsn(target, user=TEST_USER, password=TEST_PASSWORD, **params):
@@ -580,7 +586,19 @@ def test_upstream_md5_cleartext_trust(walgate_factory, certs, tmp_path, hba_meth
         (CLEAR_USER, OTHER_PASSWORD),
         (TRUST_USER, "trust-pw"),
     ])
+    # By default walgate sends no password or md5 hash upstream, and takes no trust.
     wg = scram_walgate(walgate_factory, certs, path)
+    for user, asked in ((MD5_USER, "md5"), (CLEAR_USER, "a cleartext password"),
+                        (TRUST_USER, "no authentication (trust)")):
+        pw = "trust-pw" if user == TRUST_USER else OTHER_PASSWORD
+        fields = raw_login_fails(wg, certs, user, pw, "28000")
+        assert fields["M"] == (LOGIN_FAILED.format(user) + f": the upstream asks for {asked}, "
+                               "which [auth] server_auth_methods does not allow"), fields
+    assert wg.metric('walgate_upstream_auth_refused_total{reason="auth_method"}') == 3
+    wg.stop()
+
+    wg = scram_walgate(walgate_factory, certs, path,
+                       auth_extra={"server_auth_methods": "scram-sha-256, md5,password ,none"})
     default_and_require = [CLIENTS[0], CLIENTS[1]]
     assert_clients_connect(wg, certs, default_and_require, user=MD5_USER, password=OTHER_PASSWORD)
     assert_clients_connect(wg, certs, default_and_require, user=CLEAR_USER,

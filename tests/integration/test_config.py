@@ -97,6 +97,30 @@ def test_check_config_bad_value(walgate_binary, tmp_path, key, value):
     assert key in proc.stderr, proc.stderr
 
 
+@pytest.mark.parametrize("section, key, value", [
+    ("auth", "server_auth_methods", "scram-sha-256, kerberos"),
+    ("auth", "server_auth_methods", ","),
+    ("auth", "server_auth_methods", "md5;password"),
+    ("tls", "server_channel_binding", "always"),
+])
+def test_check_config_bad_upstream_auth(walgate_binary, tmp_path, section, key, value):
+    sections = valid_sections()
+    sections[section] = {key: value}
+    text = render_ini(sections)
+    proc = run_walgate("--check-config", "--config", write(tmp_path, text))
+    assert proc.returncode == 1, proc.stderr
+    assert f":{line_of(text, key + ' =')}: invalid value" in proc.stderr, proc.stderr
+    assert f'for key "{key}" in section [{section}]: expected' in proc.stderr, proc.stderr
+
+
+def test_check_config_upstream_auth_lists(walgate_binary, tmp_path):
+    sections = valid_sections()
+    sections["auth"] = {"server_auth_methods": " none,md5 , password,scram-sha-256"}
+    sections["tls"] = {"server_channel_binding": "disable"}
+    proc = run_walgate("--check-config", "--config", write(tmp_path, render_ini(sections)))
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_check_config_missing_file(walgate_binary, tmp_path):
     path = str(tmp_path / "nope.ini")
     proc = run_walgate("--check-config", "--config", path)

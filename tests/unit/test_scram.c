@@ -259,6 +259,56 @@ static void test_rfc7677_client(void **state)
 	scram_client_clear(&c);
 }
 
+/*
+ * The same vector step by step, with the salted password computed by the
+ * caller (as walgate does off its event loop), and each step out of turn.
+ */
+static void test_rfc7677_client_steps(void **state)
+{
+	struct scram_client c;
+	uint8_t salted[SCRAM_KEY_LEN], wrong[SCRAM_KEY_LEN] = { 0 };
+	char out[BUF];
+	size_t n;
+
+	(void)state;
+	scram_client_init(&c, "user", NULL);
+	assert_int_equal(scram_client_set_salted(&c, salted), SCRAM_ERR_STATE);
+	assert_int_equal(scram_client_first(&c, 'n', NULL, 0, RFC_CNONCE, out, sizeof(out), &n),
+			 SCRAM_OK);
+	assert_false(scram_client_needs_salted(&c));
+	assert_int_equal(scram_client_final_message(&c, out, sizeof(out), &n), SCRAM_ERR_STATE);
+	assert_int_equal(scram_client_take_first(&c, RFC_SFIRST, strlen(RFC_SFIRST)), SCRAM_OK);
+	assert_true(scram_client_needs_salted(&c));
+	assert_int_equal(c.iterations, 4096);
+	assert_int_equal(c.salt_len, 16);
+	/* the verify step cannot come before the proof went out */
+	assert_int_equal(scram_client_final_message(&c, out, sizeof(out), &n), SCRAM_ERR_STATE);
+	assert_true(scram_salted_password(RFC_PASSWORD, c.salt, c.salt_len, c.iterations, salted));
+	assert_int_equal(scram_client_set_salted(&c, salted), SCRAM_OK);
+	assert_false(scram_client_needs_salted(&c));
+	assert_int_equal(scram_client_set_salted(&c, salted), SCRAM_ERR_STATE);
+	assert_int_equal(scram_client_final_message(&c, out, sizeof(out), &n), SCRAM_OK);
+	assert_string_equal(out, RFC_CFINAL);
+	assert_int_equal(cli_verify(&c, RFC_SFINAL, strlen(RFC_SFINAL)), SCRAM_OK);
+
+	/* a wrong salted password: the proof is wrong, and so is the signature expected */
+	scram_client_init(&c, "user", NULL);
+	assert_int_equal(scram_client_first(&c, 'n', NULL, 0, RFC_CNONCE, out, sizeof(out), &n),
+			 SCRAM_OK);
+	assert_int_equal(scram_client_take_first(&c, RFC_SFIRST, strlen(RFC_SFIRST)), SCRAM_OK);
+	assert_int_equal(scram_client_set_salted(&c, wrong), SCRAM_OK);
+	assert_int_equal(scram_client_final_message(&c, out, sizeof(out), &n), SCRAM_OK);
+	assert_string_not_equal(out, RFC_CFINAL);
+	assert_int_equal(cli_verify(&c, RFC_SFINAL, strlen(RFC_SFINAL)), SCRAM_ERR_SERVER_SIGNATURE);
+
+	/* bounds of the salted-password step itself */
+	assert_false(scram_salted_password(NULL, c.salt, 16, 4096, salted));
+	assert_false(scram_salted_password("pw", c.salt, 0, 4096, salted));
+	assert_false(scram_salted_password("pw", c.salt, 16, 0, salted));
+	assert_false(scram_salted_password("pw", c.salt, 16, SCRAM_MAX_ITERATIONS + 1, salted));
+	scram_client_clear(&c);
+}
+
 /* ---- verifiers ---- */
 
 static void test_rfc7677_verifier(void **state)
@@ -355,18 +405,24 @@ static void test_mock_verifier(void **state)
 	struct scram_client cl;
 
 	(void)state;
-	assert_int_equal(scram_mock_verifier("mallory", secret, 32, &a), SCRAM_OK);
-	assert_int_equal(scram_mock_verifier("mallory", secret, 32, &b), SCRAM_OK);
-	assert_int_equal(scram_mock_verifier("trudy", secret, 32, &c), SCRAM_OK);
-	assert_int_equal(scram_mock_verifier("mallory", other, 32, &d), SCRAM_OK);
+	assert_int_equal(scram_mock_verifier("mallory", secret, 32, 4096, &a), SCRAM_OK);
+	assert_int_equal(scram_mock_verifier("mallory", secret, 32, 4096, &b), SCRAM_OK);
+	assert_int_equal(scram_mock_verifier("trudy", secret, 32, 4096, &c), SCRAM_OK);
+	assert_int_equal(scram_mock_verifier("mallory", other, 32, 4096, &d), SCRAM_OK);
 	assert_memory_equal(&a, &b, sizeof(a));
 	assert_true(a.mock);
-	assert_int_equal(a.iterations, SCRAM_DEFAULT_ITERATIONS);
+	assert_int_equal(a.iterations, 4096);
 	assert_int_equal(a.salt_len, SCRAM_SALT_LEN);
 	assert_memory_not_equal(a.salt, c.salt, SCRAM_SALT_LEN);
 	assert_memory_not_equal(a.salt, d.salt, SCRAM_SALT_LEN);
-	assert_int_equal(scram_mock_verifier("x", secret, 0, &a), SCRAM_ERR_INVALID);
-	assert_int_equal(scram_mock_verifier(NULL, secret, 32, &a), SCRAM_ERR_INVALID);
+	assert_int_equal(scram_mock_verifier("x", secret, 0, 4096, &a), SCRAM_ERR_INVALID);
+	assert_int_equal(scram_mock_verifier(NULL, secret, 32, 4096, &a), SCRAM_ERR_INVALID);
+	assert_int_equal(scram_mock_verifier("x", secret, 32, 0, &a), SCRAM_ERR_INVALID);
+	/* the iteration count real entries use, the salt the same whatever it is */
+	assert_int_equal(scram_mock_verifier("mallory", secret, 32, 10000, &c), SCRAM_OK);
+	assert_int_equal(c.iterations, 10000);
+	assert_memory_equal(c.salt, b.salt, SCRAM_SALT_LEN);
+	assert_int_equal(scram_mock_verifier("mallory", secret, 32, 4096, &a), SCRAM_OK);
 
 	/* the exchange runs to the end and fails there, like a wrong password */
 	assert_int_equal(scram_server_init(&s, &b, false, NULL, 0), SCRAM_OK);
@@ -965,9 +1021,13 @@ static void test_invalid_args(void **state)
 			 SCRAM_ERR_INVALID);
 	assert_int_equal(scram_client_first(&c, 'n', NULL, 0, NULL, out, sizeof(out), &n),
 			 SCRAM_ERR_INVALID);
+	/* no password: the caller must set the salted password; all at once cannot */
 	scram_client_init(&c, NULL, NULL);
 	assert_int_equal(scram_client_first(&c, 'n', NULL, 0, RFC_CNONCE, out, sizeof(out), &n),
+			 SCRAM_OK);
+	assert_int_equal(cli_final(&c, RFC_SFIRST, strlen(RFC_SFIRST), out, sizeof(out), &n),
 			 SCRAM_ERR_INVALID);
+	assert_int_equal(scram_client_final_message(&c, out, sizeof(out), &n), SCRAM_ERR_STATE);
 
 	assert_int_equal(scram_verifier_from_password("", salt, 16, 4096, &v), SCRAM_ERR_INVALID);
 	assert_int_equal(scram_verifier_from_password(NULL, salt, 16, 4096, &v), SCRAM_ERR_INVALID);
@@ -1022,6 +1082,7 @@ int main(void)
 		cmocka_unit_test(test_b64_strict),
 		cmocka_unit_test(test_rfc7677_server),
 		cmocka_unit_test(test_rfc7677_client),
+		cmocka_unit_test(test_rfc7677_client_steps),
 		cmocka_unit_test(test_rfc7677_verifier),
 		cmocka_unit_test(test_pg15_verifier),
 		cmocka_unit_test(test_verifier_parse_bad),
