@@ -27,6 +27,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "cancel_registry.h"
 #include "log.h"
 #include "pg_startup.h"
 #include "relay.h"
@@ -87,9 +88,10 @@ struct session {
 
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
-	bool have_key;			/* BackendKeyData seen: a cancel can find us */
-	uint32_t backend_pid;
-	uint32_t backend_key;
+	enum tls_verify upstream_verify;	/* the certificate check of a TLS upstream leg */
+	struct cancel_entry *cancel_entry;	/* BackendKeyData registered: a cancel can find us */
+	uint8_t backend_key_msg[4 + PG_CANCEL_KEY_MAX];	/* its payload, captured whole */
+	bool cancel_sent;		/* SESSION_CANCEL: the CancelRequest went upstream */
 
 	struct session_auth *auth;	/* auth = scram, from the StartupMessage to AuthenticationOk */
 

@@ -31,6 +31,17 @@ const char *reject_reason_name(enum reject_reason r)
 	return r < REJECT_REASONS ? reject_names[r] : "unknown";
 }
 
+static const char *const cancel_result_names[CANCEL_RESULTS] = {
+	[CANCEL_FORWARDED] = "forwarded",
+	[CANCEL_UNMATCHED] = "unmatched",
+	[CANCEL_FAILED] = "failed",
+};
+
+const char *cancel_result_name(enum cancel_result r)
+{
+	return r < CANCEL_RESULTS ? cancel_result_names[r] : "unknown";
+}
+
 static const char *const protocol_error_names[PROTO_ERR_KINDS] = {
 	[PROTO_ERR_CLIENT] = "client",
 	[PROTO_ERR_UPSTREAM] = "upstream",
@@ -68,11 +79,13 @@ void worker_shared_init(struct worker_shared *sh)
 	pthread_mutex_init(&sh->deny_lock, NULL);
 	sh->deny_log.period = 10;
 	sh->deny_log.burst = 20;
+	cancel_registry_init(&sh->cancels);
 }
 
 void worker_shared_free(struct worker_shared *sh)
 {
 	pthread_mutex_destroy(&sh->deny_lock);
+	cancel_registry_free(&sh->cancels);
 }
 
 bool worker_deny_log_pass(struct worker_shared *sh, unsigned long *suppressed)

@@ -14,6 +14,7 @@
 #include <sys/queue.h>
 #include <time.h>
 
+#include "cancel_registry.h"
 #include "slots.h"
 
 struct event_base;
@@ -51,6 +52,16 @@ enum protocol_error_kind {
 
 const char *protocol_error_kind_name(enum protocol_error_kind k);
 
+/* What became of a CancelRequest, for walgate_cancel_requests_total{result}. */
+enum cancel_result {
+	CANCEL_FORWARDED,		/* sent to its session's backend, the way the session's leg was opened */
+	CANCEL_UNMATCHED,		/* no session has that key: no upstream connection opened */
+	CANCEL_FAILED,			/* matched, but the connect or the TLS handshake failed */
+	CANCEL_RESULTS
+};
+
+const char *cancel_result_name(enum cancel_result r);
+
 /* At most `burst` events per `period` seconds pass; the rest are counted. */
 struct ratelimit {
 	int period;
@@ -74,7 +85,7 @@ struct worker_stats {
 	uint64_t bytes_server_to_client;
 	uint64_t protocol_errors[PROTO_ERR_KINDS];
 	uint64_t upstream_connect_failures;
-	uint64_t cancels_forwarded;
+	uint64_t cancels[CANCEL_RESULTS];
 	uint64_t sessions_closed_by_reload;
 	uint64_t tls_handshakes[2][2];		/* [leg: 0 client, 1 upstream][0 ok, 1 failed] */
 };
@@ -88,6 +99,7 @@ struct worker_shared {
 	time_t started_at;
 	pthread_mutex_t deny_lock;	/* taken only when a connection is refused */
 	struct ratelimit deny_log;	/* "not allowed" lines: a scan must not flood the log */
+	struct cancel_registry cancels;	/* every worker's backend keys */
 };
 
 void worker_shared_init(struct worker_shared *sh);
