@@ -12,6 +12,7 @@
 #include "config.h"
 #include "generation.h"
 #include "log.h"
+#include "netutil.h"
 #include "session.h"
 
 
@@ -110,21 +111,8 @@ int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
 		log_error("cannot create the event loop");
 		return -1;
 	}
-	/*
-	 * The resolver reads /etc/resolv.conf and /etc/hosts; names of the
-	 * upstream are resolved anew for every connection, so DNS failover
-	 * (a managed database moving) is followed without a restart.
-	 */
-	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-				EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	w->dns = net_dns_new(w->base);
 	if (!w->dns) {
-		/* No resolv.conf (minimal containers): numeric hosts and /etc/hosts still work. */
-		w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (w->dns)
-			evdns_base_load_hosts(w->dns, NULL);
-	}
-	if (!w->dns) {
-		log_error("cannot create the DNS resolver");
 		event_base_free(w->base);
 		return -1;
 	}
