@@ -407,10 +407,20 @@ struct monitor *monitor_start(struct event_base *base, const struct config *cfg,
 
 void monitor_stop(struct monitor *m)
 {
+	bool resolving;
+
 	if (!m)
 		return;
-	close_conn(m);
+	resolving = m->lookup != NULL;
 	event_free(m->timer);
+	close_conn(m);
+	/*
+	 * A cancelled lookup is freed by libevent only when its deferred
+	 * callbacks run (libevent issue #942): give them one pass of the loop,
+	 * which has stopped by now, rather than leak them at exit.
+	 */
+	if (resolving)
+		event_base_loop(m->base, EVLOOP_NONBLOCK);
 	evdns_base_free(m->dns, 0);
 	free(m->conninfo);
 	free(m->view.slots);

@@ -105,10 +105,12 @@ static void finish(evutil_socket_t fd, short what, void *arg)
 static void resolved(int result, struct evutil_addrinfo *res, void *arg)
 {
 	struct host_lookup *h = arg;
-	struct conninfo_lookup *l = h->owner;
+	struct conninfo_lookup *l;
 
+	/* after conninfo_resolve_cancel, possibly later from the loop: h is gone */
 	if (result == EVUTIL_EAI_CANCEL)
-		return;		/* conninfo_resolve_cancel is under way */
+		return;
+	l = h->owner;
 	h->req = NULL;
 	if (result != 0 && !l->error[0])
 		snprintf(l->error, sizeof(l->error), "could not resolve host \"%s\": %s", h->name,
@@ -198,7 +200,7 @@ void conninfo_resolve_cancel(struct conninfo_lookup *l)
 
 		l->hosts[i].req = NULL;
 		if (req)
-			evdns_getaddrinfo_cancel(req);	/* calls resolved with EVUTIL_EAI_CANCEL */
+			evdns_getaddrinfo_cancel(req);	/* resolved gets EVUTIL_EAI_CANCEL, maybe later */
 	}
 	event_free(l->finish);
 	free(l);
