@@ -456,3 +456,50 @@ def test_protocol_32_under_auth_scram(walgate_factory, stand_in, tmp_path):
             cancel.sendall(packet)
             pgwire.wait_closed(cancel, 5)
         assert wait_until(lambda: server.cancels == [(packet, False)])
+
+
+def test_protocol_32_client_under_auth_scram_against_postgresql_15(pg, walgate_factory, tmp_path):
+    """auth = scram in front of PostgreSQL 15: walgate authenticates the 3.2
+    client itself, then logs in upstream with the client's StartupMessage;
+    the server's NegotiateProtocolVersion still reaches the client (after
+    walgate's own SASL exchange, before AuthenticationOk), and the 4-byte
+    key relayed after it cancels."""
+    auth_file = tmp_path / "users.txt"
+    auth_file.write_text(f'"{TEST_USER}" "{TEST_PASSWORD}"\n')
+    os.chmod(auth_file, 0o600)
+    wg = walgate_factory(walgate={"workers": 2},
+                         sections={"auth": {"auth": "scram", "auth_file": str(auth_file)},
+                                   "tls": {"client_tls": "disable", "server_tls": "verify-full",
+                                           "server_ca_file": pg.ca_cert}})
+    params = {"user": TEST_USER, "database": TEST_DB, "application_name": "wg_v32_scram",
+              "_pq_.walgate_test": "on"}
+    with pgwire.connect(wg.host, wg.port, timeout=30) as sock:
+        got = pgwire.login(sock, params, TEST_PASSWORD, protocol=pgwire.PROTOCOL_3_2)
+        assert got.negotiated == (pgwire.PROTOCOL_3_0, ["_pq_.walgate_test"]), got.negotiated
+        assert pgwire.simple_query(sock, "SELECT current_user") == [[TEST_USER]]
+        sock.sendall(pgwire.message("Q", b"SELECT pg_sleep(60)\0"))
+        assert wait_until(lambda: sleeping(pg, "wg_v32_scram", 1))
+        with pgwire.connect(wg.host, wg.port) as cancel:
+            cancel.sendall(pgwire.cancel_request(got.pid, got.key))
+            pgwire.wait_closed(cancel, 5)
+        with pytest.raises(AssertionError) as refused:
+            pgwire.simple_query(sock, "")    # reads the cancelled query's answer first
+        assert refused.value.args[0]["C"] == "57014", refused.value.args
+
+
+def test_overlong_backend_key_is_relayed_but_not_registered(walgate_factory, stand_in):
+    """A server that hands out a 300-byte key (more than protocol 3.2 allows):
+    the message still reaches the client unchanged, walgate keeps no part of
+    it and says so; the session goes on."""
+    server = stand_in(Protocol32Server, key_len=300)
+    wg = walgate_factory(upstream_port=server.port)
+    with pgwire.connect(wg.host, wg.port) as sock:
+        got = pgwire.login(sock, {"user": TEST_USER, "database": TEST_DB},
+                           protocol=pgwire.PROTOCOL_3_2)
+        assert got.key == server.keys[got.pid] and len(got.key) == 300
+        assert wg.wait_for_log("BackendKeyData with a 300-byte key: cancels cannot reach it")
+        with pgwire.connect(wg.host, wg.port) as cancel:
+            cancel.sendall(pgwire.cancel_request(got.pid, got.key[:256]))
+            assert pgwire.wait_closed(cancel, 5)[:2] == (True, b"")
+        assert wg.wait_for_metric(UNMATCHED, lambda v: v == 1) == 1
+        assert server.cancels == []
