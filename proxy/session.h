@@ -11,6 +11,12 @@
  * both directions stream. CONNECTING covers TCP, the upstream's SSLRequest
  * and its TLS handshake; AUTH exists only with auth = scram.
  *
+ * CANCEL: a CancelRequest whose key a session registered (cancel_registry.h,
+ * across all workers) is sent to that session's upstream address, opened
+ * the same way (SSLRequest and TLS with the same check when its leg is TLS),
+ * bounded by a timer; one that matches nothing closes at once, sending
+ * nothing anywhere.
+ *
  * The source address is checked against the allow list at accept, before
  * any byte is read; behind a trusted load balancer, once its PROXY header
  * has named the real source.

@@ -1,6 +1,8 @@
 /*
- * session_upstream.c - a session's upstream side: connecting, the
- * upstream's callbacks, and relaying in both directions once logged in.
+ * session_upstream.c - a session's upstream side: connecting (for a login,
+ * or for a matched cancel the way its session connected), the upstream's
+ * callbacks, recording the backend's key for cancels, and relaying in both
+ * directions once logged in.
  */
 #include "session.h"
 #include "session_int.h"
