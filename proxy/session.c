@@ -91,6 +91,8 @@ static void session_free(struct session *s)
 		bufferevent_free(s->server);
 	event_free(s->timer);
 	free(s->startup_pkt);
+	if (s->cancel_entry)
+		cancel_registry_remove(&w->shared->cancels, s->cancel_entry);
 	session_auth_free(s->auth);
 	repl_track_free(s->repl);
 	TAILQ_REMOVE(&w->sessions, s, link);
@@ -257,6 +259,12 @@ static void session_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_RELAY:
 		if (!s->login_done)
 			auth_timed_out(s);
+		break;
+	case SESSION_CANCEL:
+		if (!s->cancel_sent)
+			s->w->stats.cancels[CANCEL_FAILED]++;
+		session_close(s, s->cancel_sent ? "cancel request forwarded; the upstream did not close"
+				 : "cancel request: the upstream did not answer in time");
 		break;
 	default:
 		break;
