@@ -350,6 +350,51 @@ def test_client_that_stops_reading_keeps_memory_bounded(pg, walgate_factory, cer
         other.close()
 
 
+def memory_bio_round(sock, tls, inc, out):
+    """Send what the TLS object wrote, then feed it what the socket brings."""
+    pending = out.read()
+    if pending:
+        sock.sendall(pending)
+    chunk = sock.recv(65536)
+    assert chunk, "walgate closed during the handshake"
+    inc.write(chunk)
+
+
+@pytest.mark.parametrize("first", (1, 4, 5, 60))
+def test_direct_tls_client_hello_in_pieces(walgate_factory, certs, first):
+    """A direct-TLS ClientHello that arrives in two pieces (the first
+    `first` bytes, a pause, the rest): walgate decides on the bytes it has
+    and hands them to OpenSSL before the rest of the socket; the handshake
+    and the login go on as usual."""
+    wg = relay_walgate(walgate_factory, certs)
+    ctx = ssl.create_default_context(cafile=certs.ca)
+    ctx.set_alpn_protocols(["postgresql"])
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    with pgwire.connect(LOOPBACK_V4, wg.port, timeout=10) as sock:
+        with pytest.raises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = out.read()
+        sock.sendall(hello[:first])
+        time.sleep(0.3)
+        sock.sendall(hello[first:])
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                memory_bio_round(sock, tls, inc, out)
+        assert tls.selected_alpn_protocol() == "postgresql"
+        tls.write(pgwire.startup_message({"user": TEST_USER, "database": TEST_DB}))
+        data = b""
+        while len(data) < 5:
+            try:
+                data += tls.read(65536)
+            except ssl.SSLWantReadError:
+                memory_bio_round(sock, tls, inc, out)
+    assert data[:1] == b"R", data
+
+
 # --------------------------------------------------------------------------
 # 2. Last words: walgate's FATAL, the upstream's final bytes
 
