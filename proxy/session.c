@@ -133,13 +133,20 @@ void session_close(struct session *s, const char *reason)
 		upstream_connect_abort(s->connecting);
 		s->connecting = NULL;
 	}
+	/*
+	 * Each leg's last bytes (a FATAL, the client's Terminate) go now, in
+	 * this loop pass, and a leg with nothing left is closed in it too: a
+	 * walsender sees its client leave at once and frees its slot.
+	 */
 	if (s->client) {
 		bufferevent_disable(s->client, EV_READ);
 		bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+		relay_flush(s->client);
 	}
 	if (s->server) {
 		bufferevent_disable(s->server, EV_READ);
 		bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
+		relay_flush(s->server);
 	}
 	event_del(s->timer);
 	session_arm_timer(s, CLOSE_FLUSH_MS);

@@ -132,7 +132,7 @@ static void start_client_tls(struct session *s, bool direct)
 		return;
 	}
 	if (direct) {
-		s->client = tls_upgrade_filter(s->client, ssl);
+		s->client = tls_upgrade_direct(s->client, ssl);
 	} else {
 		bufferevent_write(s->client, "S", 1);
 		s->client = tls_upgrade_socket(s->client, ssl, BUFFEREVENT_SSL_ACCEPTING);
@@ -177,8 +177,6 @@ static void client_tls_failed(struct session *s)
 	s->w->stats.tls_handshakes[0][1]++;
 	tls_describe_failure(bufferevent_openssl_get_ssl(s->client),
 			     bufferevent_get_openssl_error(s->client), why, sizeof(why));
-	if (s->direct_tls)
-		tls_flush_filter(s->client);
 	session_reject(s, REJECT_TLS_HANDSHAKE, why);
 }
 

@@ -135,7 +135,15 @@ void session_forward_to_server(struct session *s)
 
 		snprintf(msg, sizeof(msg), "invalid message from client: %s", why);
 		session_protocol_violation(s, PG_SQLSTATE_PROTOCOL_VIOLATION, msg);
+		return;
 	}
+	/*
+	 * The client said Terminate (client_message): the upstream gets it and
+	 * the end of its connection now, without waiting for the client to
+	 * close its socket. The server says nothing after a Terminate.
+	 */
+	if (s->close_reason[0])
+		session_close(s, s->close_reason);
 }
 
 static void start_relay(struct session *s);
@@ -306,10 +314,6 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 	forward_to_client(s);
 	if (s->state != SESSION_RELAY)
 		return;
-	if (s->close_reason[0]) {	/* the client said Terminate: this is the answer */
-		session_close(s, s->close_reason);
-		return;
-	}
 	/* An upstream that said FATAL before closing has told the client already. */
 	if (s->to_client.last_type != PG_MSG_ERROR_RESPONSE)
 		session_tell_client(s, "FATAL", PG_SQLSTATE_CONNECTION_FAILURE,
