@@ -16,8 +16,6 @@ nowhere), and a server that speaks protocol 3.2 and hands out 32-byte keys
 
 import os
 import secrets
-import select
-import socket
 import ssl
 import struct
 import subprocess
@@ -30,8 +28,9 @@ import psycopg2.errors
 import pytest
 
 import pgwire
+from loopback_server import LoopbackServer
 from clients import connect
-from pgcluster import LOOPBACK_V4, TEST_DB, TEST_PASSWORD, TEST_USER, free_port
+from pgcluster import TEST_DB, TEST_PASSWORD, TEST_USER
 
 pytestmark = pytest.mark.walgate_only
 
@@ -53,29 +52,10 @@ def wait_until(predicate, timeout=10.0, interval=0.05):
 # --------------------------------------------------------------------------
 # stand-ins
 
-class Listener:
+class Listener(LoopbackServer):
     """A loopback listener whose handle(conn) runs in a thread per connection."""
 
-    def __init__(self):
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((LOOPBACK_V4, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.accepted = 0
-        self.lock = threading.Lock()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            with self.lock:
-                self.accepted += 1
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         with conn:
             try:
                 self.handle(conn)
@@ -83,11 +63,7 @@ class Listener:
                 pass        # a peer that went away mid-message
 
     def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
+        super().close(wait=0)
 
 
 class RecordingRelay:

@@ -27,13 +27,13 @@ import socket
 import ssl
 import struct
 import tempfile
-import threading
 import time
 from types import SimpleNamespace
 
 import pytest
 
 import pgwire
+from loopback_server import LoopbackServer
 from hardening import ClientWriteWatch, RssSampler, build_profile, mib, proc_status_kib
 from pgcluster import (LOOPBACK_V4, LOOPBACK_V6, TEST_DB, TEST_PASSWORD, TEST_USER, free_port,
                        issue_cert)
@@ -174,7 +174,7 @@ def data_row(payload):
     return backend_message(b"D", struct.pack("!hi", 1, len(payload)) + payload)
 
 
-class ScriptedUpstream:
+class ScriptedUpstream(LoopbackServer):
     """A stand-in PostgreSQL server on 127.0.0.1, one thread per connection.
     It answers walgate's SSLRequest ('S' and a TLS handshake when given a
     certificate, else 'N'), takes the startup packet, logs the client in
@@ -196,29 +196,16 @@ class ScriptedUpstream:
             self.ctx.load_cert_chain(cert, key)
         self.events = []
         self.errors = []
-        self.lock = threading.Lock()
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.bind((LOOPBACK_V4, 0))
-        self.sock.listen(16)
-        self.port = self.sock.getsockname()[1]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(backlog=16)
 
     def close(self):
-        self.sock.close()
-
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+        super().close(wait=0)
 
     def _note(self, kind, data=None):
         with self.lock:
             self.events.append((kind, data, time.monotonic()))
 
-    def _serve(self, conn):
+    def serve(self, conn):
         try:
             conn.settimeout(30)
             first = pgwire.recv_exact(conn, 8)
