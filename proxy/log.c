@@ -17,6 +17,8 @@
 
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/time.h>
@@ -66,41 +68,100 @@ static size_t format_time(char *buf, size_t cap)
 	return n;
 }
 
-/* Append s to buf as the inside of a JSON string; returns the new length. */
-static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
+/*
+ * The length of the valid UTF-8 sequence of two to four bytes at s, with
+ * its code point in *cp; 0 when s does not start one (a lone byte of 0x80
+ * or above, an overlong form, a surrogate, beyond U+10FFFF).
+ */
+static size_t utf8_sequence(const unsigned char *s, uint32_t *cp)
 {
-	for (; *s && len + 7 < cap; s++) {
-		unsigned char c = (unsigned char)*s;
+	size_t n = s[0] >= 0xf0 ? 4 : s[0] >= 0xe0 ? 3 : s[0] >= 0xc2 ? 2 : 0;
+	static const uint32_t least[5] = { 0, 0, 0x80, 0x800, 0x10000 };
+	uint32_t v;
 
-		if (c == '"' || c == '\\') {
-			buf[len++] = '\\';
-			buf[len++] = (char)c;
-		} else if (c < 0x20) {
-			len += (size_t)snprintf(buf + len, cap - len, "\\u%04x", c);
-		} else {
-			buf[len++] = (char)c;
-		}
+	if (n == 0 || s[0] > 0xf4)
+		return 0;
+	v = s[0] & (0x3f >> (n - 1));
+	for (size_t i = 1; i < n; i++) {
+		if ((s[i] & 0xc0) != 0x80)	/* a NUL ends it here too */
+			return 0;
+		v = (v << 6) | (s[i] & 0x3f);
+	}
+	if (v < least[n] || v > 0x10ffff || (v >= 0xd800 && v <= 0xdfff))
+		return 0;
+	*cp = v;
+	return n;
+}
+
+/* Code points a terminal or a reader takes for control: C1, bidi overrides and isolates. */
+static bool is_invisible_control(uint32_t cp)
+{
+	return (cp >= 0x80 && cp <= 0x9f) || (cp >= 0x202a && cp <= 0x202e) ||
+	       (cp >= 0x2066 && cp <= 0x2069);
+}
+
+/*
+ * Append s to buf, escaped: text mode writes \xNN for control bytes and
+ * bytes that are not UTF-8, \uNNNN for invisible controls and \\ for a
+ * backslash, so that every byte of a line is printable and readable one way
+ * only; JSON mode does the same within JSON's rules (\u00NN, \\xNN for a
+ * byte that is not UTF-8, so the line stays valid JSON). Returns the new
+ * length; stops before cap.
+ */
+/* The escaped form of the character at s (n bytes of it, n set) into out[16]; its length. */
+static size_t escape_one(const unsigned char *s, size_t *n, char out[16], bool json)
+{
+	uint32_t cp = 0;
+
+	*n = *s >= 0x80 ? utf8_sequence(s, &cp) : 1;
+	if (*n == 0) {
+		*n = 1;
+		return (size_t)snprintf(out, 16, json ? "\\\\x%02x" : "\\x%02x", *s);
+	}
+	if (*n > 1) {
+		if (is_invisible_control(cp))
+			return (size_t)snprintf(out, 16, "\\u%04x", (unsigned)cp);
+		memcpy(out, s, *n);
+		return *n;
+	}
+	if (*s == '\\' || (json && *s == '"'))
+		return (size_t)snprintf(out, 16, "\\%c", *s);
+	if (*s < 0x20 || *s == 0x7f)
+		return (size_t)snprintf(out, 16, json ? "\\u%04x" : "\\x%02x", *s);
+	out[0] = (char)*s;
+	return 1;
+}
+
+/*
+ * Append s to buf, escaped: text mode writes \xNN for control bytes and
+ * bytes that are not UTF-8, \uNNNN for invisible controls and \\ for a
+ * backslash, so that every byte of a line is printable and reads one way
+ * only; JSON mode does the same within JSON's rules (\u00NN, and \\xNN
+ * for a byte that is not UTF-8, so that the line stays valid JSON). Stops
+ * before cap without splitting an escape; returns the new length.
+ */
+static size_t escape(char *buf, size_t len, size_t cap, const char *str, bool json)
+{
+	const unsigned char *s = (const unsigned char *)str;
+	char piece[16];
+	size_t n, k;
+
+	while (*s && (k = escape_one(s, &n, piece, json)) < cap - len) {
+		memcpy(buf + len, piece, k);
+		len += k;
+		s += n;
 	}
 	return len;
 }
 
+static size_t json_escape(char *buf, size_t len, size_t cap, const char *s)
+{
+	return escape(buf, len, cap, s, true);
+}
+
 size_t log_escape_text(char *buf, size_t len, size_t cap, const char *s)
 {
-	static const char hex[] = "0123456789abcdef";
-
-	for (; *s && len + 5 < cap; s++) {
-		unsigned char c = (unsigned char)*s;
-
-		if (c < 0x20 || c == 0x7f) {
-			buf[len++] = '\\';
-			buf[len++] = 'x';
-			buf[len++] = hex[c >> 4];
-			buf[len++] = hex[c & 0x0f];
-		} else {
-			buf[len++] = (char)c;
-		}
-	}
-	return len;
+	return escape(buf, len, cap, s, false);
 }
 
 static size_t add(char *buf, size_t len, size_t cap, const char *s)

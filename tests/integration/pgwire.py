@@ -27,9 +27,12 @@ AUTH_SASL = 10
 
 
 def startup_message(params, protocol=PROTOCOL_3_0):
+    """A StartupMessage; keys and values are str, or bytes sent as they are."""
     body = struct.pack("!i", protocol)
     for key, value in params.items():
-        body += key.encode() + b"\0" + value.encode() + b"\0"
+        key = key if isinstance(key, bytes) else key.encode()
+        value = value if isinstance(value, bytes) else value.encode()
+        body += key + b"\0" + value + b"\0"
     body += b"\0"
     return struct.pack("!i", len(body) + 4) + body
 

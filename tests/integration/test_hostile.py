@@ -16,6 +16,7 @@ asserts the safe outcome.
   escape sequence cannot forge a log line.
 """
 
+import json
 import os
 import re
 import resource
@@ -278,6 +279,26 @@ def test_control_characters_cannot_forge_log_lines(walgate_factory):
     assert b"user=mallory\\x0a2026-01-01" in raw
     assert b"app\\x1b[2J\\x1b[H\\x07\\x0a2026" in raw
     assert b"database=db\\x0d2026" in raw
+
+
+def test_json_log_stays_json_with_bytes_that_are_not_utf8(walgate_factory):
+    """Hostile: a user name with a byte that is not UTF-8, a C1 CSI and a
+    right-to-left override. With log_format = json every line is still one
+    JSON object (a client cannot make its own lines unreadable to a log
+    pipeline), and the name reads back with the bytes escaped."""
+    wg = walgate_factory(walgate={"log_level": "info", "log_format": "json"})
+    sock = pgwire.connect(LOOPBACK_V4, wg.port)
+    sock.sendall(pgwire.startup_message({b"user": b"eve\xff\xc2\x9b\xe2\x80\xae",
+                                               b"database": b"db"}))
+    pgwire.wait_closed(sock, 10)
+    sock.close()
+    assert wg.wait_for_log(r"user=eve")
+    lines = open(wg.log_path, "rb").read().split(b"\n")[:-1]
+    for line in lines:
+        if line.startswith(b"{"):
+            json.loads(line.decode("utf-8"))
+    assert any("user=eve\\xff\u009b\u202e" in json.loads(line)["msg"]
+               for line in lines if line.startswith(b"{"))
 
 
 # --------------------------------------------------------------------------

@@ -26,7 +26,7 @@ static void test_plain_text_unchanged(void **state)
 
 	(void)state;
 	escape("user=alice db=\xc3\xa9t\xc3\xa9 \\x", out, sizeof(out));
-	assert_string_equal(out, "user=alice db=\xc3\xa9t\xc3\xa9 \\x");
+	assert_string_equal(out, "user=alice db=\xc3\xa9t\xc3\xa9 \\\\x");	/* a backslash doubled */
 }
 
 static void test_control_bytes_escaped(void **state)
@@ -97,6 +97,25 @@ static void test_json_escaping_kept(void **state)
 	assert_ptr_equal(strchr(out, '\n'), out + strlen(out) - 1);
 }
 
+/*
+ * Bytes that are not UTF-8 (a lone 0xff, an overlong 0xc0 0xaf, a cut
+ * sequence, an encoded surrogate) are escaped byte by byte; C1 controls
+ * and bidi overrides, valid UTF-8 that a terminal or reader obeys, as code
+ * points; JSON lines stay valid JSON.
+ */
+static void test_not_utf8_and_invisible_controls(void **state)
+{
+	char out[4096];
+
+	(void)state;
+	escape("a\xff b\xc0\xaf c\xe2\x82 d\xed\xa0\x80", out, sizeof(out));
+	assert_string_equal(out, "a\\xff b\\xc0\\xaf c\\xe2\\x82 d\\xed\\xa0\\x80");
+	escape("csi\xc2\x9b" "2J rlo\xe2\x80\xae lri\xe2\x81\xa6 ok\xe2\x82\xac\xf0\x9f\x98\x80", out, sizeof(out));
+	assert_string_equal(out, "csi\\u009b2J rlo\\u202e lri\\u2066 ok\xe2\x82\xac\xf0\x9f\x98\x80");
+	capture(LOG_LEVEL_INFO, true, "\xff\xe2\x80\xae", out, sizeof(out));
+	assert_non_null(strstr(out, "\"msg\":\"login: user=\\\\xff\\u202e database=d\"}\n"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -105,6 +124,7 @@ int main(void)
 		cmocka_unit_test(test_never_splits_an_escape),
 		cmocka_unit_test(test_text_line_is_one_line),
 		cmocka_unit_test(test_json_escaping_kept),
+		cmocka_unit_test(test_not_utf8_and_invisible_controls),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
