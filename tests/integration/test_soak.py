@@ -33,6 +33,10 @@ from hardening import (ACTIVE_REGULAR, ACTIVE_REPLICATION, RELOADED_LINE, assert
                        build_profile, env_number, mib, open_fds, proc_status_kib,
                        superuser_session, wait_log_count)
 
+# How long a soak client waits for a login step: a loaded 2-CPU machine with
+# 200 sessions logging in through a sanitizer build can take seconds.
+LOGIN_WAIT = 20
+
 # --------------------------------------------------------------------------
 # 3. soak: 200 concurrent sessions, kills and reloads, nothing left behind
 
@@ -157,7 +161,8 @@ class SoakRun:
                                           "application_name": "soak-login-kill"})
         while not self.stop.wait(rnd.uniform(0.02, 0.1)):
             try:
-                sock = pgwire.connect(self.wg.host, self.wg.port)
+                # generous: 200 sessions log in at once on 2 CPUs, sanitizers included
+                sock = pgwire.connect(self.wg.host, self.wg.port, timeout=LOGIN_WAIT)
             except OSError as e:
                 self.error(f"login killer could not connect: {e!r}")
                 continue
@@ -255,7 +260,8 @@ class SoakClient(threading.Thread):
             self.run_.go.wait()
 
     def open(self, **extra):
-        conn = connect(self.run_.wg, application_name=f"soak-{self.kind}", **extra)
+        conn = connect(self.run_.wg, application_name=f"soak-{self.kind}",
+                       connect_timeout=LOGIN_WAIT, **extra)
         with self.lock:
             self.conn = conn
             self.killed = False
