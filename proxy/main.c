@@ -269,13 +269,18 @@ static void free_app(struct app *app)
 {
 	struct event *evs[] = { app->sig_term, app->sig_int, app->sig_hup, app->deadline };
 
+	/*
+	 * monitor_stop may run one pass of the control loop (see there): by
+	 * then no signal may be delivered and no worker may answer a scrape,
+	 * and the metrics endpoint those answers go to must still exist.
+	 */
 	listeners_close(app->listeners);
-	metrics_stop(app->metrics);
-	monitor_stop(app->monitor);
-	workers_stop(app->workers);
 	for (size_t i = 0; i < sizeof(evs) / sizeof(evs[0]); i++)
 		if (evs[i])
 			event_free(evs[i]);
+	workers_stop(app->workers);
+	monitor_stop(app->monitor);
+	metrics_stop(app->metrics);
 	if (app->base)
 		event_base_free(app->base);
 	generation_leave();

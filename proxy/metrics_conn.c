@@ -138,9 +138,11 @@ static int judge_one(struct metrics_conns *mc, struct evhttp_connection *evcon, 
 	const struct sockaddr *sa = evhttp_connection_get_addr(evcon);
 
 	/* walgate's own probe (a connection from the address it came in on) may ask for health */
-	if (!sa || (!allowlist_match(config_current()->metrics_allow, sa) && !net_peer_is_self(fd)))
+	bool self = net_peer_is_self(fd);
+
+	if (!sa || (!allowlist_match(config_current()->metrics_allow, sa) && !self))
 		return METRICS_REFUSED_NOT_ALLOWED;
-	if (mc->nopen >= METRICS_MAX_CONNECTIONS)
+	if (mc->nopen >= METRICS_MAX_CONNECTIONS + (self ? METRICS_SELF_RESERVE : 0))
 		return METRICS_REFUSED_TOO_MANY;
 	if (fd >= fd_ceiling())		/* read each time: prlimit(1) may change it */
 		return METRICS_REFUSED_DESCRIPTORS;

@@ -17,6 +17,12 @@ struct metrics_conns;
 
 /* Connections to the endpoint open at once; the next is closed at accept. */
 #define METRICS_MAX_CONNECTIONS 16
+/*
+ * Beyond those, connections from the address they came in on (walgate
+ * --probe, a kubelet on the pod's address) may use a few more, so that
+ * peers holding the 16 cannot fail the health checks.
+ */
+#define METRICS_SELF_RESERVE 4
 /* From accept to the end of the reply (one request per connection). */
 #define METRICS_REQUEST_DEADLINE_MS 10000
 

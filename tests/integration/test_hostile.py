@@ -377,6 +377,24 @@ def test_metrics_trickling_request_closed_at_deadline(walgate_factory):
     assert wg.wait_for_log(r"metrics: closed connection from 127\.0\.0\.1:\d+: no complete request")
 
 
+HOLDER = "127.0.0.2"
+
+
+def probe_answers(wg, within=5.0):
+    """/healthz from the listening address answers 200 within a few
+    seconds (the burst of refused connections first drains, as a kubelet's
+    retries would see)."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            if wg.http("/healthz", source=LOOPBACK_V4)[0] == 200:
+                return True
+        except ConnectionError:
+            pass
+        time.sleep(0.2)
+    return False
+
+
 def fd_count(wg):
     return len(os.listdir(f"/proc/{wg.proc.pid}/fd"))
 
@@ -388,7 +406,10 @@ def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_fact
     16 of them (the cap decides at 64) and none in the last eighth of the
     limit (the reserve decides at 32: 16 would leave clients nothing),
     client logins still work beside them, and once the peer lets go
-    walgate's descriptors are back to where they were."""
+    walgate's descriptors are back to where they were. The peer is
+    127.0.0.2 (allowed, not the listening address): walgate's own probe,
+    from the listening address, still gets /healthz from the few slots kept
+    for it."""
     wg = walgate_factory()
     healthy = connect(wg)
     resource.prlimit(wg.proc.pid, resource.RLIMIT_NOFILE, (limit, limit))
@@ -398,7 +419,8 @@ def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_fact
     try:
         for _ in range(60):
             try:
-                held.append(socket.create_connection(wg.metrics_addr, timeout=2))
+                held.append(socket.create_connection(wg.metrics_addr, timeout=2,
+                                                     source_address=(HOLDER, 0)))
             except OSError:
                 break
         time.sleep(0.5)
@@ -411,6 +433,8 @@ def test_held_metrics_connections_leave_descriptors_for_clients(pg, walgate_fact
         with healthy.cursor() as cur:
             cur.execute("SELECT 2")
             assert cur.fetchone() == (2,)
+        if limit == 64:     # at 32 the descriptor reserve, not the cap, is what binds
+            assert probe_answers(wg), "the health probe was shut out by held connections"
         # What walgate keeps of them (some may wait unaccepted in the backlog).
         time.sleep(0.2)
         assert fd_count(wg) <= min(baseline + 16, limit - limit // 8), (fd_count(wg), baseline)
