@@ -181,12 +181,24 @@ static bool upstream_binding(struct session *s, uint8_t *out, size_t *len)
 	return cert && tls_server_end_point(cert, out, len) == 0;
 }
 
-static bool offers(const uint8_t *msg, size_t len, const char *mech)
+/* The list without mech: its length, len when mech is not in it, 0 when the list is malformed or empty. */
+static size_t list_without(const uint8_t *msg, size_t len, const char *mech)
 {
 	uint8_t scratch[AUTH_REQUEST_MAX];
 
+	return len <= sizeof(scratch) ? pg_auth_sasl_without(msg, len, mech, scratch, sizeof(scratch)) : 0;
+}
+
+/* A well-formed list, with a mechanism in it (no mechanism name is empty). */
+static bool well_formed(const uint8_t *msg, size_t len)
+{
+	return list_without(msg, len, "") == len;
+}
+
+static bool offers(const uint8_t *msg, size_t len, const char *mech)
+{
 	/* the list without mech is shorter exactly when mech was in it */
-	return len <= sizeof(scratch) && pg_auth_sasl_without(msg, len, mech, scratch, sizeof(scratch)) != len;
+	return list_without(msg, len, mech) != len;
 }
 
 /*
@@ -230,6 +242,10 @@ static void answer_sasl(struct session *s, const uint8_t *msg, size_t len)
 	size_t cbind_len = 0, n;
 	char nonce[SCRAM_NONCE_LEN + 1], first[SCRAM_MSG_MAX], flag;
 
+	if (!well_formed(msg, len)) {
+		refuse(s, UPAUTH_SCRAM, "the upstream's list of SASL mechanisms is malformed");
+		return;
+	}
 	if (!method_allowed(s, SERVER_AUTH_SCRAM, "SCRAM-SHA-256") ||
 	    !choose_binding(s, msg, len, &flag, cbind, &cbind_len))
 		return;

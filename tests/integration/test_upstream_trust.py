@@ -186,6 +186,24 @@ def test_scram_wrong_server_signature(walgate_factory, certs, tmp_path, impostor
     assert wg.metric(refused("scram")) == 1
 
 
+@pytest.mark.parametrize("offer", [
+    auth(10, PLAIN.encode() + b"\0\0junk"),               # bytes after the list
+    auth(10, PLAIN.encode()),                             # a name that runs off the message
+    auth(10, b"\0"),                                      # no mechanism at all
+], ids=["trailing-bytes", "unterminated", "empty"])
+def test_malformed_mechanism_list_refused(walgate_factory, certs, tmp_path, impostor, offer):
+    """Hostile: an AuthenticationSASL whose mechanism list is malformed is
+    refused as such; walgate does not answer it."""
+    def script(conn):
+        conn.send(offer)
+        conn.recv_message()             # nothing should come: the impostor records it if it does
+
+    imp = impostor(script)
+    wg = impostor_walgate(walgate_factory, certs, tmp_path, imp, "prefer")
+    refused_login(wg, certs, imp, "list of SASL mechanisms is malformed")
+    assert wg.metric(refused("scram")) == 1
+
+
 @pytest.mark.parametrize("second", ["sasl-again", "final-before-continue", "continue-twice",
                                     "ready-for-query"])
 def test_scram_out_of_sequence(walgate_factory, certs, tmp_path, impostor, second):
