@@ -61,12 +61,26 @@ static void kdf_finished(evutil_socket_t fd, short what, void *arg)
 	job_free(j);
 }
 
+static size_t running(const struct kdf_jobs *jobs)
+{
+	const struct kdf_job *j;
+	size_t n = 0;
+
+	LIST_FOREACH(j, jobs, link)
+		n++;
+	return n;
+}
+
 struct kdf_job *kdf_start(struct event_base *base, struct kdf_jobs *jobs, const char *password,
 			  const uint8_t *salt, size_t salt_len, int iterations,
-			  kdf_done_fn done, void *arg)
+			  kdf_done_fn done, void *arg, bool *busy)
 {
-	struct kdf_job *j = calloc(1, sizeof(*j));
+	struct kdf_job *j;
 
+	*busy = running(jobs) >= KDF_MAX_JOBS_PER_WORKER;
+	if (*busy)
+		return NULL;
+	j = calloc(1, sizeof(*j));
 	if (!j || salt_len == 0 || salt_len > SCRAM_SALT_MAX)
 		goto fail;
 	j->password = strdup(password);

@@ -315,14 +315,23 @@ static void start_salting(struct session *s)
 	struct session_auth *a = s->auth;
 	struct scram_client *c = &a->x.client;
 	char prepared[1024];
+	bool busy;
 
 	if (saslprep_password(a->password, prepared, sizeof(prepared)) == SASLPREP_TOO_LONG) {
 		login_failed(s, "password too long");
 		return;
 	}
 	a->kdf = kdf_start(s->w->base, &s->w->kdf_jobs, prepared, c->salt, c->salt_len,
-			   c->iterations, salted_ready, s);
+			   c->iterations, salted_ready, s, &busy);
 	OPENSSL_cleanse(prepared, sizeof(prepared));
+	if (busy) {
+		slog_warning(s, "upstream login: %d salted-password computations already run on this "
+			     "worker (the upstream asks for %d iterations)", KDF_MAX_JOBS_PER_WORKER,
+			     c->iterations);
+		session_fail(s, PG_SQLSTATE_TOO_MANY_CONNECTIONS,
+			     "too many logins upstream under way; try again", "kdf busy");
+		return;
+	}
 	if (!a->kdf) {
 		login_failed(s, "cannot start computing the salted password");
 		return;

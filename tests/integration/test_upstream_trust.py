@@ -437,6 +437,38 @@ def test_upstream_gone_while_salting(walgate_factory, certs, tmp_path, impostor)
     assert b"c=" not in imp.received, imp.received
 
 
+def thread_count(pid):
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("Threads:"))
+
+
+def test_costly_logins_cannot_multiply_threads(walgate_factory, certs, tmp_path, impostor):
+    """Hostile: an upstream that asks every login for 2^20 iterations and
+    hangs up at once, while clients keep logging in. One worker runs at most
+    four computations at a time (threads that outlive their sessions
+    included); the logins beyond get FATAL 53300 at once, and walgate's
+    thread count never passes its own plus four."""
+    def script(conn):
+        conn.send(sasl_offer(PLAIN))
+        conn.scram_first(iterations=1 << 20)
+
+    imp = impostor(script)
+    wg = impostor_walgate(walgate_factory, certs, tmp_path, imp, "prefer",
+                          walgate_keys={"workers": "1"})
+    base = thread_count(wg.proc.pid)
+    busy, peak = 0, base
+    for _ in range(12):
+        with ScramClient(wg, certs.ca) as c:
+            result = c.login(PASSWORD, mech=PLUS)
+        peak = max(peak, thread_count(wg.proc.pid))
+        if result[0] == "error" and result[1].get("C") == "53300":
+            busy += 1
+    assert busy >= 1, "every costly login got a thread of its own"
+    assert peak <= base + 4, (peak, base)
+    assert wg.wait_for_log("salted-password computations already run on this worker")
+    assert_alive(wg)
+
+
 # --------------------------------------------------------------------------
 # 8. SASLprep on both legs, as PostgreSQL does it
 
