@@ -433,6 +433,19 @@ static bool admit(struct worker *w, const struct config *cfg, const struct socka
 	return false;
 }
 
+/*
+ * Connections beyond max_client_conn get a session for a while so that
+ * they can be told FATAL 53300 (after their startup packet: libpq must
+ * read it) and so that cancel requests still pass. This many of them at
+ * most: past it, a flood is closed at accept.
+ */
+static unsigned over_limit_room(const struct config *cfg)
+{
+	unsigned eighth = (unsigned)cfg->max_client_conn / 8;
+
+	return eighth > 16 ? eighth : 16;
+}
+
 void session_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen)
 {
 	const struct config *cfg = config_current();
@@ -440,6 +453,13 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *peer, sockl
 	bool expect_header;
 
 	if (!admit(w, cfg, peer, &expect_header)) {
+		close(fd);
+		return;
+	}
+	if (atomic_load_explicit(&w->shared->sessions, memory_order_relaxed) >=
+	    (unsigned)cfg->max_client_conn + over_limit_room(cfg)) {
+		/* Past the room for polite refusals: no session, no TLS, no timer. */
+		w->stats.rejected[REJECT_TOO_MANY]++;
 		close(fd);
 		return;
 	}

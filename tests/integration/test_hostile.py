@@ -246,6 +246,46 @@ def test_stalled_passthrough_logins_do_not_starve(pg, walgate_factory):
     healthy.close()
 
 
+def test_connection_flood_closed_at_accept(pg, walgate_factory):
+    """Hostile: 80 connections that send nothing, with max_client_conn = 5.
+    Five sessions and 16 more (the room kept to answer FATAL 53300 to a
+    startup packet) are all walgate holds; the rest are closed at accept
+    without a session, so the flood takes no descriptors beyond those. A
+    session logged in before it keeps answering, and a login works once
+    the flood has gone."""
+    wg = walgate_factory(walgate={"max_client_conn": "5", "startup_timeout": "30s",
+                                  "listen_backlog": "256"})
+    healthy = connect(wg)
+    baseline = fd_count(wg)
+    flood = []
+    try:
+        for _ in range(80):
+            flood.append(pgwire.connect(wg.host, wg.port))
+        time.sleep(1.0)
+        closed_at_once = 0
+        for sock in flood:
+            closed, _, _ = pgwire.wait_closed(sock, 0.05)
+            closed_at_once += closed
+        assert closed_at_once >= 80 - (4 + 16), closed_at_once
+        assert fd_count(wg) <= baseline + 4 + 16, (fd_count(wg), baseline)
+        rejected = wg.metric('walgate_connections_rejected_total{reason="too_many_connections"}')
+        assert rejected >= 80 - (4 + 16), rejected
+        with healthy.cursor() as cur:
+            cur.execute("SELECT 7")
+            assert cur.fetchone() == (7,)
+    finally:
+        for sock in flood:
+            sock.close()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        proc = psql(wg, "SELECT 42")
+        if proc.returncode == 0:
+            break
+        time.sleep(0.3)
+    assert proc.returncode == 0 and b"42" in proc.stdout, proc.stdout + proc.stderr
+    healthy.close()
+
+
 # --------------------------------------------------------------------------
 # Log forging
 
