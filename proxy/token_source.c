@@ -29,6 +29,7 @@
 #define RETRY_MIN_S 1
 #define RETRY_MAX_S 30
 #define ANSWER_MAX (64 * 1024)
+#define REFRESH_MAX_S 3600		/* however long the metadata server says a token lives */
 
 struct token_source {
 	struct event_base *base;
@@ -68,7 +69,9 @@ static int64_t refresh_after(const struct token_source *ts, int64_t life)
 {
 	int64_t ahead = life - ts->margin_s;
 
-	return ahead > life / 2 ? ahead : life / 2;
+	int64_t after = ahead > life / 2 ? ahead : life / 2;
+
+	return after < REFRESH_MAX_S ? after : REFRESH_MAX_S;
 }
 
 static void fetch_failed(struct token_source *ts, const char *why)
@@ -178,39 +181,80 @@ static bool take_url(struct token_source *ts, const char *url, char *err, size_t
 	return ok;
 }
 
-struct token_source *token_source_start(struct event_base *base, const char *url,
-					 int64_t margin_s, char *err, size_t errlen)
+bool token_url_check(const char *url, char *err, size_t errlen)
+{
+	static _Thread_local struct token_source scratch;	/* large for a stack */
+
+	return take_url(&scratch, url, err, errlen);
+}
+
+struct token_source *token_source_new(struct event_base *base)
 {
 	struct token_source *ts = calloc(1, sizeof(*ts));
 
-	if (!ts) {
-		snprintf(err, errlen, "out of memory");
+	if (!ts)
 		return NULL;
-	}
 	pthread_mutex_init(&ts->lock, NULL);
 	ts->base = base;
+	ts->retry_s = RETRY_MIN_S;
+	ts->timer = evtimer_new(base, on_timer, ts);
+	if (!ts->timer) {
+		token_source_free(ts);
+		return NULL;
+	}
+	snprintf(ts->view.error, sizeof(ts->view.error), "not in use");
+	return ts;
+}
+
+/* Stop fetching and forget the token; the struct stays for the workers' reads. */
+void token_source_halt(struct token_source *ts)
+{
+	evtimer_del(ts->timer);
+	if (ts->conn)
+		evhttp_connection_free(ts->conn);	/* cancels a request under way */
+	ts->conn = NULL;
+	if (ts->dns)
+		evdns_base_free(ts->dns, 0);
+	ts->dns = NULL;
+	ts->url[0] = '\0';
+	pthread_mutex_lock(&ts->lock);
+	OPENSSL_cleanse(ts->token, sizeof(ts->token));
+	ts->expiry_unix = 0;
+	ts->view.active = false;
+	snprintf(ts->view.error, sizeof(ts->view.error), "not in use");
+	pthread_mutex_unlock(&ts->lock);
+}
+
+bool token_source_configure(struct token_source *ts, const char *url, int64_t margin_s,
+			    char *err, size_t errlen)
+{
+	if (ts->conn && !strcmp(ts->url, url) && ts->margin_s == margin_s)
+		return true;	/* unchanged: keep the token and the schedule */
+	token_source_halt(ts);
 	ts->margin_s = margin_s;
 	ts->retry_s = RETRY_MIN_S;
-	if (!take_url(ts, url, err, errlen))
-		goto fail;
-	ts->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-					EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!take_url(ts, url, err, errlen)) {
+		ts->url[0] = '\0';
+		return false;
+	}
+	ts->dns = evdns_base_new(ts->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+					   EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!ts->dns)	/* no resolv.conf: numeric hosts and /etc/hosts still work */
-		ts->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	ts->conn = ts->dns ? evhttp_connection_base_new(base, ts->dns, ts->host,
+		ts->dns = evdns_base_new(ts->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	ts->conn = ts->dns ? evhttp_connection_base_new(ts->base, ts->dns, ts->host,
 							(unsigned short)ts->port) : NULL;
-	ts->timer = evtimer_new(base, on_timer, ts);
-	if (!ts->conn || !ts->timer) {
+	if (!ts->conn) {
 		snprintf(err, errlen, "out of memory");
-		goto fail;
+		token_source_halt(ts);
+		return false;
 	}
 	evhttp_connection_set_timeout(ts->conn, FETCH_TIMEOUT_S);
+	pthread_mutex_lock(&ts->lock);
+	ts->view.active = true;
 	snprintf(ts->view.error, sizeof(ts->view.error), "no token fetched yet");
+	pthread_mutex_unlock(&ts->lock);
 	fetch(ts);
-	return ts;
-fail:
-	token_source_stop(ts);
-	return NULL;
+	return true;
 }
 
 bool token_source_get(struct token_source *ts, char *out, size_t cap, char *why, size_t whylen)
@@ -236,17 +280,14 @@ void token_source_view(struct token_source *ts, struct token_source_view *v)
 	pthread_mutex_unlock(&ts->lock);
 }
 
-void token_source_stop(struct token_source *ts)
+void token_source_free(struct token_source *ts)
 {
 	if (!ts)
 		return;
 	if (ts->timer)
+		token_source_halt(ts);
+	if (ts->timer)
 		event_free(ts->timer);
-	if (ts->conn)
-		evhttp_connection_free(ts->conn);	/* cancels a request under way */
-	if (ts->dns)
-		evdns_base_free(ts->dns, 0);
-	OPENSSL_cleanse(ts->token, sizeof(ts->token));
 	pthread_mutex_destroy(&ts->lock);
 	free(ts);
 }

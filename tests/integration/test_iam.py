@@ -1,0 +1,319 @@
+"""Upstream credentials other than the client's (auth = scram): an upstream
+user per auth-file line, its password from a file read at each login or
+from the GCE/GKE metadata server's OAuth token (AlloyDB / Cloud SQL IAM
+database login).
+
+The metadata server is a scripted one on loopback (http.server) whose token
+the test sets; PostgreSQL 15's role "iam_sa@proj.iam" has that token as its
+password, rotated by the test with ALTER ROLE, as Google rotates tokens. The
+client "mz" logs in to walgate with its own password from the auth file and
+ends up as the IAM role upstream. Hostile side: a metadata server that is
+down, answers 500 or garbage; a missing password file. The safe outcome:
+FATAL 28000 naming the source, /readyz 503 while no token is held, the
+failure counted, and no token or file password in walgate's log.
+"""
+
+import http.server
+import json
+import os
+import secrets
+import select
+import threading
+import time
+
+import psycopg2
+import psycopg2.extras
+import pytest
+
+from clients import drop_slot, superuser_connect
+from pgcluster import TEST_DB, free_port
+from test_auth import certs, raw_login_fails, scram_walgate, write_auth_file  # noqa: F401
+
+pytestmark = pytest.mark.walgate_only
+
+IAM_ROLE = "iam_sa@proj.iam"
+CLIENT, CLIENT_PW = "mz", "mz-client-secret"
+SLOT = "wg_iam_slot"
+FAILURES = 'walgate_upstream_credential_failures_total{source="%s"}'
+EXPIRY = 'walgate_upstream_credential_expiry_timestamp_seconds{source="gce-metadata"}'
+
+
+def new_token(tag):
+    return f"ya29.{tag}-{secrets.token_urlsafe(24)}"
+
+
+class MetadataServer:
+    """GET /token with Metadata-Flavor: Google -> {"access_token", "expires_in"},
+    or whatever `mode` says: "ok", "500", "garbage"."""
+
+    def __init__(self, token, expires_in=3600):
+        self.token, self.expires_in, self.mode = token, expires_in, "ok"
+        self.served = []		# tokens handed out, in order
+        self.lock = threading.Lock()
+        owner = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with owner.lock:
+                    mode, token, life = owner.mode, owner.token, owner.expires_in
+                if self.headers.get("Metadata-Flavor") != "Google":
+                    return self.answer(403, b"missing Metadata-Flavor")
+                if mode == "500":
+                    return self.answer(500, b"internal error")
+                if mode == "garbage":
+                    return self.answer(200, b"\x00{not json at all" + os.urandom(16))
+                with owner.lock:
+                    owner.served.append(token)
+                body = json.dumps({"access_token": token, "expires_in": life,
+                                   "token_type": "Bearer"}).encode()
+                self.answer(200, body, "application/json")
+
+            def answer(self, code, body, ctype="text/plain"):
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.port = free_port()
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}/computeMetadata/v1/instance/service-accounts/default/token"
+
+    def set(self, **kw):
+        with self.lock:
+            for k, v in kw.items():
+                setattr(self, k, v)
+
+    def wait_served(self, token, timeout=15):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with self.lock:
+                if token in self.served:
+                    return True
+            time.sleep(0.05)
+        return False
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def iam_role(pg):
+    """The IAM role upstream; yields a function that sets its password."""
+    admin = superuser_connect(pg)
+    cur = admin.cursor()
+    cur.execute(f'DROP ROLE IF EXISTS "{IAM_ROLE}"')
+    cur.execute(f'CREATE ROLE "{IAM_ROLE}" LOGIN REPLICATION')
+
+    def set_password(pw):
+        cur.execute(f'ALTER ROLE "{IAM_ROLE}" PASSWORD %s', (pw,))
+
+    try:
+        yield set_password
+    finally:
+        cur.execute("SELECT pid FROM pg_stat_activity WHERE usename = %s", (IAM_ROLE,))
+        for (pid,) in cur.fetchall():
+            cur.execute("SELECT pg_terminate_backend(%s)", (pid,))
+        drop_slot(cur, SLOT)
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                cur.execute(f'DROP ROLE IF EXISTS "{IAM_ROLE}"')
+                break
+            except psycopg2.Error:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+        admin.close()
+
+
+@pytest.fixture
+def metadata():
+    srv = MetadataServer(new_token("T0"))
+    try:
+        yield srv
+    finally:
+        srv.close()
+
+
+def iam_walgate(factory, certs, tmp_path, source, auth_extra=None):  # noqa: F811
+    path = write_auth_file(tmp_path / "users.txt", [], extra_lines=[
+        f'"{CLIENT}" "{CLIENT_PW}" upstream_user="{IAM_ROLE}" upstream_password="{source}"'])
+    return scram_walgate(factory, certs, path, auth_extra=auth_extra,
+                         walgate_keys={"log_level": "debug"})
+
+
+def connect(wg, **kw):
+    return psycopg2.connect(host=wg.host, port=wg.port, dbname=TEST_DB, user=CLIENT,
+                            password=CLIENT_PW, sslmode="require", connect_timeout=10, **kw)
+
+
+def whoami(wg):
+    conn = connect(wg)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT current_user, current_database()")
+            return cur.fetchone()
+    finally:
+        conn.close()
+
+
+def login_until(wg, timeout=15):
+    """Log in until it works (the source may not have the new password yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return whoami(wg)
+        except psycopg2.OperationalError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def start_stream(pg, wg):
+    """A logical replication stream through walgate, begun now; returns
+    (connection, cursor, admin cursor)."""
+    admin = superuser_connect(pg)
+    acur = admin.cursor()
+    acur.execute("DROP TABLE IF EXISTS iam_t")
+    acur.execute("CREATE TABLE iam_t (id int PRIMARY KEY)")
+    acur.execute("GRANT SELECT ON iam_t TO PUBLIC")
+    acur.execute("SELECT pg_create_logical_replication_slot(%s, 'test_decoding')", (SLOT,))
+    repl = connect(wg, connection_factory=psycopg2.extras.LogicalReplicationConnection)
+    rcur = repl.cursor()
+    rcur.start_replication(slot_name=SLOT, decode=True)
+    return repl, rcur, admin, acur
+
+
+def read_until(rcur, needle, timeout=20):
+    deadline = time.monotonic() + timeout
+    seen = []
+    while time.monotonic() < deadline:
+        msg = rcur.read_message()
+        if msg is None:
+            select.select([rcur], [], [], 0.5)
+            continue
+        seen.append(msg.payload)
+        rcur.send_feedback(flush_lsn=msg.data_start)
+        if needle in msg.payload:
+            return seen
+    raise AssertionError(f"{needle!r} not streamed; got {seen}")
+
+
+def assert_no_secret(wg, *secrets_):
+    log = wg.log_text()
+    for s in secrets_:
+        assert s not in log, "a secret appears in walgate's log"
+
+
+# --------------------------------------------------------------------------
+
+def test_gce_metadata_login_rotation_and_stream(pg, walgate_factory, certs, tmp_path,  # noqa: F811
+                                                iam_role, metadata):
+    t1, t2 = new_token("T1"), new_token("T2")
+    iam_role(t1)
+    # a short life and margin: the source refreshes every 2 s
+    metadata.set(token=t1, expires_in=4)
+    wg = iam_walgate(walgate_factory, certs, tmp_path, "gce-metadata",
+                     {"token_url": metadata.url, "token_refresh_margin": "2s"})
+    assert metadata.wait_served(t1)
+    assert login_until(wg) == (IAM_ROLE, TEST_DB)
+    assert wg.wait_for_log(rf'logging in upstream as user "{IAM_ROLE}"')
+    status, _, body = wg.http("/readyz")
+    assert status == 200, body
+    assert wg.metric(EXPIRY) > time.time()
+
+    repl, rcur, admin, acur = start_stream(pg, wg)
+    try:
+        acur.execute("INSERT INTO iam_t VALUES (1)")
+        read_until(rcur, "iam_t: INSERT: id[integer]:1")
+
+        # Rotation: the role's password and the served token change together.
+        iam_role(t2)
+        metadata.set(token=t2)
+        assert metadata.wait_served(t2)
+        assert login_until(wg) == (IAM_ROLE, TEST_DB)
+        # Every login from now on, without SIGHUP.
+        for _ in range(3):
+            assert whoami(wg) == (IAM_ROLE, TEST_DB)
+        # The stream that began with T1 goes on.
+        acur.execute("INSERT INTO iam_t VALUES (2)")
+        read_until(rcur, "iam_t: INSERT: id[integer]:2")
+        assert "configuration reloaded" not in wg.log_text()
+    finally:
+        repl.close()
+        acur.execute("DROP TABLE IF EXISTS iam_t")
+        admin.close()
+    assert_no_secret(wg, t1, t2)
+
+
+def test_password_file_read_at_each_login(pg, walgate_factory, certs, tmp_path,  # noqa: F811
+                                          iam_role):
+    p1, p2 = new_token("P1"), new_token("P2")
+    pw_file = tmp_path / "iam-password"
+    pw_file.write_text(p1 + "\n")
+    iam_role(p1)
+    wg = iam_walgate(walgate_factory, certs, tmp_path, f"file:{pw_file}")
+    assert whoami(wg) == (IAM_ROLE, TEST_DB)
+
+    repl, rcur, admin, acur = start_stream(pg, wg)
+    try:
+        acur.execute("INSERT INTO iam_t VALUES (1)")
+        read_until(rcur, "id[integer]:1")
+        # An external refresher rotates it: no reload.
+        iam_role(p2)
+        pw_file.write_text(p2 + "\r\n")
+        assert whoami(wg) == (IAM_ROLE, TEST_DB)
+        acur.execute("INSERT INTO iam_t VALUES (2)")
+        read_until(rcur, "id[integer]:2")
+    finally:
+        repl.close()
+        acur.execute("DROP TABLE IF EXISTS iam_t")
+        admin.close()
+
+    # Gone, then empty: FATAL 28000 naming the source and the reason.
+    pw_file.unlink()
+    fields = raw_login_fails(wg, certs, CLIENT, CLIENT_PW, "28000")
+    assert "source file" in fields["M"] and str(pw_file) in fields["M"], fields
+    assert "No such file" in fields["M"], fields
+    pw_file.write_text("\n")
+    fields = raw_login_fails(wg, certs, CLIENT, CLIENT_PW, "28000")
+    assert "is empty" in fields["M"], fields
+    assert wg.metric(FAILURES % "file") == 2
+    assert_no_secret(wg, p1, p2)
+
+
+@pytest.mark.parametrize("failure, reason", [
+    ("down", "no answer"),
+    ("500", "HTTP status 500"),
+    ("garbage", "not a JSON object"),
+])
+def test_gce_metadata_failure(walgate_factory, certs, tmp_path, iam_role, metadata,  # noqa: F811
+                              failure, reason):
+    t1 = new_token("T1")
+    iam_role(t1)
+    metadata.set(token=t1, mode="ok" if failure == "down" else failure)
+    url = metadata.url
+    if failure == "down":
+        metadata.close()
+        metadata.close = lambda: None
+    wg = iam_walgate(walgate_factory, certs, tmp_path, "gce-metadata",
+                     {"token_url": url, "token_refresh_margin": "2s"})
+    assert wg.wait_for_log(r"fetching a token from .* failed", timeout=10), wg.log_text()
+
+    fields = raw_login_fails(wg, certs, CLIENT, CLIENT_PW, "28000")
+    assert "source gce-metadata" in fields["M"] and reason in fields["M"], fields
+    status, _, body = wg.http("/readyz")
+    assert status == 503 and b"gce-metadata" in body, (status, body)
+    assert wg.metric(FAILURES % "gce-metadata") >= 2
+    assert wg.metrics().get(EXPIRY) == 0
+    assert_no_secret(wg, t1)
