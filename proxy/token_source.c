@@ -38,6 +38,7 @@ struct token_source {
 	struct event *timer;
 	char host[256];
 	int port;
+	char host_header[270];		/* host, and :port unless 80 */
 	char path[1024];
 	char url[1400];			/* for messages */
 	int64_t margin_s;
@@ -108,6 +109,7 @@ static void on_answer(struct evhttp_request *req, void *arg)
 	struct token_source *ts = arg;
 	char why[160], token[TOKEN_MAX_LEN + 1];
 	struct evbuffer *body;
+	unsigned char *raw;
 	enum token_parse verdict;
 	int64_t life = 0;
 	size_t len;
@@ -127,8 +129,10 @@ static void on_answer(struct evhttp_request *req, void *arg)
 		fetch_failed(ts, "the answer is too large");
 		return;
 	}
-	verdict = token_response_parse((const char *)evbuffer_pullup(body, -1), len, token,
-				       sizeof(token), &life);
+	raw = evbuffer_pullup(body, -1);
+	verdict = token_response_parse((const char *)raw, len, token, sizeof(token), &life);
+	if (raw)
+		OPENSSL_cleanse(raw, len);	/* the answer holds the token too */
 	if (verdict != TOKEN_OK)
 		fetch_failed(ts, token_parse_reason(verdict));
 	else
@@ -146,7 +150,7 @@ static void fetch(struct token_source *ts)
 		return;
 	}
 	h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Host", ts->host);
+	evhttp_add_header(h, "Host", ts->host_header);
 	evhttp_add_header(h, "Metadata-Flavor", "Google");
 	if (evhttp_make_request(ts->conn, req, EVHTTP_REQ_GET, ts->path) != 0)
 		fetch_failed(ts, "cannot send the request");	/* req is freed by libevent */
@@ -171,6 +175,8 @@ static bool take_url(struct token_source *ts, const char *url, char *err, size_t
 	if (ok) {
 		snprintf(ts->host, sizeof(ts->host), "%s", host);
 		ts->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
+		snprintf(ts->host_header, sizeof(ts->host_header), ts->port == 80 ? "%s" : "%s:%d",
+			 host, ts->port);
 		ok = (size_t)snprintf(ts->path, sizeof(ts->path), "%s%s%s", path && *path ? path : "/",
 				      query ? "?" : "", query ? query : "") < sizeof(ts->path);
 	}
