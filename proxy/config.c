@@ -62,7 +62,7 @@ static const struct config_key config_keys[] = {
 	{ "auth", "server_auth_methods", KT_FLAGS, OFF(server_auth_methods), "scram-sha-256", 0, 0, true,
 	  "scram-sha-256|md5|password|none" },
 	{ "auth", "upstream_user", KT_STRING, OFF(upstream_user), NULL, 0, 0, true, NULL },
-	{ "auth", "upstream_password", KT_STRING, OFF(upstream_password), CRED_DEFAULT, 0, 0, true, NULL },
+	{ "auth", "upstream_password", KT_STRING, OFF(upstream_password), "auth-file", 0, 0, true, NULL },
 	{ "auth", "token_url", KT_STRING, OFF(token_url),
 	  "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token",
 	  0, 0, true, NULL },

@@ -24,8 +24,6 @@ enum cred_kind {
 	CRED_KINDS
 };
 
-#define CRED_DEFAULT "auth-file"
-
 /* The kind spec names; false with the reason in why when it is none. */
 bool cred_spec_parse(const char *spec, enum cred_kind *kind, char *why, size_t whylen);
 
