@@ -317,3 +317,78 @@ def test_gce_metadata_failure(walgate_factory, certs, tmp_path, iam_role, metada
     assert wg.metric(FAILURES % "gce-metadata") >= 2
     assert wg.metrics().get(EXPIRY) == 0
     assert_no_secret(wg, t1)
+
+
+@pytest.fixture
+def iam_cleartext_hba(pg, iam_role):
+    """AlloyDB's IAM login: the server asks the IAM role for a cleartext
+    password (over TLS). pg_hba lines for it alone, first; restored after."""
+    hba = os.path.join(pg.data_dir, "pg_hba.conf")
+    with open(hba) as f:
+        original = f.read()
+    lines = [f'hostssl all "{IAM_ROLE}" {net} password' for net in ("127.0.0.1/32", "::1/128")]
+    try:
+        with open(hba, "w") as f:      # in place: the file keeps its owner
+            f.write("# test_iam.py\n" + "\n".join(lines) + "\n" + original)
+        pg.sql("SELECT pg_reload_conf()")
+        time.sleep(0.5)
+        yield iam_role
+    finally:
+        with open(hba, "w") as f:
+            f.write(original)
+        pg.sql("SELECT pg_reload_conf()")
+
+
+def test_alloydb_style_cleartext_for_all_users(walgate_factory, certs, tmp_path,  # noqa: F811
+                                               iam_cleartext_hba, metadata):
+    """[auth] upstream_user and upstream_password for every user; the token
+    goes as a cleartext password over verified TLS only when
+    server_auth_methods lists password."""
+    t1 = new_token("T1")
+    iam_cleartext_hba(t1)
+    metadata.set(token=t1)
+    path = write_auth_file(tmp_path / "users.txt", [(CLIENT, CLIENT_PW)])
+    auth = {"upstream_user": IAM_ROLE, "upstream_password": "gce-metadata",
+            "token_url": metadata.url}
+    wg = scram_walgate(walgate_factory, certs, path, auth_extra=auth)
+    assert metadata.wait_served(t1)
+    fields = raw_login_fails(wg, certs, CLIENT, CLIENT_PW, "28000")
+    assert "asks for a cleartext password, which [auth] server_auth_methods does not allow" \
+        in fields["M"] and IAM_ROLE in fields["M"], fields
+    wg.stop()
+
+    wg = scram_walgate(walgate_factory, certs, path,
+                       auth_extra={**auth, "server_auth_methods": "scram-sha-256, password"})
+    assert login_until(wg) == (IAM_ROLE, TEST_DB)
+    assert_no_secret(wg, t1)
+
+
+def test_reload_starts_and_stops_the_token_source(walgate_factory, certs, tmp_path,  # noqa: F811
+                                                  iam_role, metadata):
+    t1 = new_token("T1")
+    iam_role(t1)
+    metadata.set(token=t1)
+    path = write_auth_file(tmp_path / "users.txt", [(CLIENT, CLIENT_PW)])
+    wg = scram_walgate(walgate_factory, certs, path, auth_extra={"token_url": metadata.url})
+    time.sleep(0.5)
+    assert metadata.served == [], "fetched although no user needs a token"
+    assert EXPIRY not in wg.metrics()
+
+    wg.write_config(sections={"auth": {"upstream_user": IAM_ROLE,
+                                       "upstream_password": "gce-metadata"}})
+    wg.reload()
+    assert metadata.wait_served(t1)
+    assert login_until(wg) == (IAM_ROLE, TEST_DB)
+    assert wg.wait_for_metric(EXPIRY, lambda v: v > time.time())
+
+    # back to the client's own user and password: the source stops, its token is gone
+    wg.write_config(sections={"auth": {"upstream_user": None, "upstream_password": None}})
+    wg.reload()
+    assert wg.wait_for_log(r"configuration reloaded.*\n(.*\n)*.*configuration reloaded", timeout=10)
+    deadline = time.monotonic() + 5
+    while EXPIRY in wg.metrics() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert EXPIRY not in wg.metrics()
+    status, _, _ = wg.http("/readyz")
+    assert status == 200
+    assert_no_secret(wg, t1)
