@@ -4,7 +4,8 @@
  *
  * One fetch at a time: GET url with "Metadata-Flavor: Google", bounded by
  * FETCH_TIMEOUT_S. A good answer replaces the token and schedules the next
- * fetch ahead of its expiry; a bad one keeps the old token (while it is
+ * fetch ahead of its expiry (at least hourly); answers over ANSWER_MAX are
+ * cut off unread. A bad one keeps the old token (while it is
  * still valid), counts a failure and retries after 1, 2, 4 ... 30 s.
  * Workers read the token under the mutex, at login time only.
  */
@@ -43,6 +44,7 @@ struct token_source {
 	char url[1400];			/* for messages */
 	int64_t margin_s;
 	int retry_s;
+	int http_error;			/* enum evhttp_request_error of the fetch, or -1 */
 
 	pthread_mutex_t lock;		/* guards what follows */
 	char token[TOKEN_MAX_LEN + 1];
@@ -115,7 +117,9 @@ static void on_answer(struct evhttp_request *req, void *arg)
 	size_t len;
 
 	if (!req || evhttp_request_get_response_code(req) == 0) {
-		fetch_failed(ts, "no answer (connection refused, reset or timed out)");
+		fetch_failed(ts, ts->http_error == EVREQ_HTTP_DATA_TOO_LONG ? "the answer is too large" :
+				 ts->http_error == EVREQ_HTTP_TIMEOUT ? "no answer within the timeout" :
+				 "no answer (connection refused, reset or closed)");
 		return;
 	}
 	if (evhttp_request_get_response_code(req) != 200) {
@@ -140,6 +144,14 @@ static void on_answer(struct evhttp_request *req, void *arg)
 	OPENSSL_cleanse(token, sizeof(token));
 }
 
+/* libevent says why a request failed just before on_answer() sees it fail. */
+static void on_error(enum evhttp_request_error error, void *arg)
+{
+	struct token_source *ts = arg;
+
+	ts->http_error = (int)error;
+}
+
 static void fetch(struct token_source *ts)
 {
 	struct evhttp_request *req = evhttp_request_new(on_answer, ts);
@@ -149,6 +161,8 @@ static void fetch(struct token_source *ts)
 		fetch_failed(ts, "out of memory");
 		return;
 	}
+	ts->http_error = -1;
+	evhttp_request_set_error_cb(req, on_error);
 	h = evhttp_request_get_output_headers(req);
 	evhttp_add_header(h, "Host", ts->host_header);
 	evhttp_add_header(h, "Metadata-Flavor", "Google");
@@ -255,6 +269,9 @@ bool token_source_configure(struct token_source *ts, const char *url, int64_t ma
 		return false;
 	}
 	evhttp_connection_set_timeout(ts->conn, FETCH_TIMEOUT_S);
+	/* a hostile or broken server's answer is cut off, not buffered whole */
+	evhttp_connection_set_max_body_size(ts->conn, ANSWER_MAX);
+	evhttp_connection_set_max_headers_size(ts->conn, ANSWER_MAX);
 	pthread_mutex_lock(&ts->lock);
 	ts->view.active = true;
 	snprintf(ts->view.error, sizeof(ts->view.error), "no token fetched yet");

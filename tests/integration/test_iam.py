@@ -35,6 +35,7 @@ IAM_ROLE = "iam_sa@proj.iam"
 CLIENT, CLIENT_PW = "mz", "mz-client-secret"
 SLOT = "wg_iam_slot"
 FAILURES = 'walgate_upstream_credential_failures_total{source="%s"}'
+HUGE = 256 << 20        # bytes a flooding metadata server offers
 EXPIRY = 'walgate_upstream_credential_expiry_timestamp_seconds{source="gce-metadata"}'
 
 
@@ -62,6 +63,8 @@ class MetadataServer:
                     return self.answer(500, b"internal error")
                 if mode == "garbage":
                     return self.answer(200, b"\x00{not json at all" + os.urandom(16))
+                if mode == "huge":
+                    return self.flood()
                 with owner.lock:
                     owner.served.append(token)
                 body = json.dumps({"access_token": token, "expires_in": life,
@@ -74,6 +77,19 @@ class MetadataServer:
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
+
+            def flood(self):
+                """A 200 whose body never ends within HUGE bytes."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(HUGE))
+                self.end_headers()
+                chunk = b" " * (1 << 20)
+                try:
+                    for _ in range(HUGE >> 20):
+                        self.wfile.write(chunk)
+                except OSError:
+                    pass        # walgate hung up: what it should do
 
             def log_message(self, *args):
                 pass
@@ -297,6 +313,7 @@ def test_password_file_read_at_each_login(pg, walgate_factory, certs, tmp_path, 
     ("down", "no answer"),
     ("500", "HTTP status 500"),
     ("garbage", "not a JSON object"),
+    ("huge", "the answer is too large"),
 ])
 def test_gce_metadata_failure(walgate_factory, certs, tmp_path, iam_role, metadata,  # noqa: F811
                               failure, reason):
@@ -318,6 +335,11 @@ def test_gce_metadata_failure(walgate_factory, certs, tmp_path, iam_role, metada
     assert wg.metric(FAILURES % "gce-metadata") >= 2
     assert wg.metrics().get(EXPIRY) == 0
     assert_no_secret(wg, t1)
+    if failure == "huge":
+        # the answer was cut off, not buffered: walgate stays small
+        with open(f"/proc/{wg.proc.pid}/status") as f:
+            rss_kb = int(next(line for line in f if line.startswith("VmHWM:")).split()[1])
+        assert rss_kb < 64 * 1024, f"walgate's peak memory reached {rss_kb} kB"
 
 
 @pytest.fixture
