@@ -401,6 +401,8 @@ def test_reload_starts_and_stops_the_token_source(walgate_factory, certs, tmp_pa
                                        "upstream_password": "gce-metadata"}})
     wg.reload()
     assert metadata.wait_served(t1)
+    assert wg.wait_for_log(rf'modes: .*upstream login as "{IAM_ROLE}" with the password from '
+                           r'gce-metadata')
     assert login_until(wg) == (IAM_ROLE, TEST_DB)
     assert wg.wait_for_metric(EXPIRY, lambda v: v > time.time())
 
