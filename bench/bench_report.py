@@ -5,6 +5,8 @@ machine and the versions of everything measured."""
 import shlex
 import statistics
 
+from bench_teardown import teardown_section
+
 GIB = float(1 << 30)
 MIB = float(1 << 20)
 PLAIN = ("direct", "walgate", "haproxy", "pgbouncer")
@@ -527,7 +529,10 @@ def render(bench, started, m, argv):
           f"each, walgate `workers` = {', '.join(map(str, a.scaling_workers))}")
     if "scrape" in a.scenarios:
         w(f"- 6, scrape: {a.scrape_slots:,} replication sessions, {a.scrapes} scrapes")
-    if a.scenarios & {"replication", "snapshot", "rt"}:
+    if "teardown" in a.scenarios:
+        w(f"- 8, teardown: {a.teardown_reps} runs per target and close mode, after one "
+          "untimed warm-up each")
+    if a.scenarios & {"replication", "snapshot", "rt", "teardown"}:
         w("- PostgreSQL: `shared_buffers = 512MB`, `logical_decoding_work_mem = 1GB`, "
           "`fsync = off`, `ssl = on` (plaintext targets use `sslmode=disable`; one query "
           "through every target checks that its server leg is plaintext or TLS as named), "
@@ -609,6 +614,11 @@ def render(bench, started, m, argv):
         w("## 7. Scaling with workers (scenario 4, TLS both legs, concurrent streams)")
         w("")
         scaling_section(bench, w)
+
+    if "teardown" in a.scenarios:
+        w("## 8. Teardown: slot free after the client closes")
+        w("")
+        teardown_section(bench, w)
 
     errs = bench.facts.get("walgate_log_errors") or []
     if errs:

@@ -18,8 +18,10 @@ Scenarios (numbered as in issue #7; see bench/README.md):
   7. scaling ("4s"): scenario 4 with TLS on both legs, --streams concurrent
      sessions through walgate with workers = 1 and workers = 2; aggregate
      MB/s, walgate CPU seconds per GiB, speed-up
+  8. teardown: a logical replication client closes (Terminate, or a bare
+     EOF); time until pg_drop_replication_slot() succeeds
 
-Scenarios 1-3 run against one throwaway PostgreSQL 15 (tests/integration/
+Scenarios 1-3 and 8 run against one throwaway PostgreSQL 15 (tests/integration/
 pgcluster.py); scenarios 4-7 against the synthetic walsender. Every scenario
 runs every target it applies to, the order of the targets rotating from one
 repetition to the next; the report gives medians, minima, maxima and ratios
@@ -58,14 +60,15 @@ import walgate as walgate_mod  # noqa: E402
 from bench_procs import (BenchError, HAProxy, PgBouncer, Stunnel, WalgateProc,  # noqa: E402
                          cpu_times, die_with_parent)
 from bench_synth import ScalingMixin, SynthScenarios  # noqa: E402
+from bench_teardown import TeardownScenario  # noqa: E402
 import bench_report  # noqa: E402
 
 PLAIN_TARGETS = ("direct", "walgate", "haproxy", "pgbouncer")
 TLS_TARGETS = ("direct-tls", "walgate-tls", "stunnel")
 TARGETS = PLAIN_TARGETS + TLS_TARGETS
 SCENARIOS = {"1": "replication", "2": "snapshot", "3": "rt", "4": "stream", "5": "memory",
-             "6": "scrape", "7": "scaling", "4s": "scaling"}
-PG_SCENARIOS = ("replication", "snapshot", "rt")
+             "6": "scrape", "7": "scaling", "4s": "scaling", "8": "teardown"}
+PG_SCENARIOS = ("replication", "snapshot", "rt", "teardown")
 
 SNAP_TABLE = "bench_snapshot"
 REPL_TABLE = "bench_repl"
@@ -111,7 +114,7 @@ def run_client(argv, timeout, stdout=subprocess.PIPE, tls=False):
 # --------------------------------------------------------------------------
 # The benchmark
 
-class Bench(SynthScenarios, ScalingMixin):
+class Bench(SynthScenarios, ScalingMixin, TeardownScenario):
     def __init__(self, args):
         self.args = args
         self.cluster = None
@@ -456,6 +459,8 @@ class Bench(SynthScenarios, ScalingMixin):
                         self.scenario_snapshot()
                     if "rt" in a.scenarios:
                         self.scenario_round_trips()
+                    if "teardown" in a.scenarios:
+                        self.scenario_teardown()
                     self.facts["walgate_log_errors"] = self._walgate_log_errors()
                     log("stopping PostgreSQL and its proxies")
             for key, fn in (("stream", self.scenario_stream), ("memory", self.scenario_memory),
@@ -615,12 +620,15 @@ def parse_args(argv):
     p.add_argument("--scrape-slots", type=int,
                    help="scenario 6 replication sessions (default 1000, --quick 100)")
     p.add_argument("--scrapes", type=int, help="scenario 6 scrapes timed (default 20, --quick 5)")
+    p.add_argument("--teardown-reps", type=int,
+                   help="scenario 8 repetitions per target and close mode (default 30, --quick 5)")
     p.add_argument("--targets", default=",".join(TARGETS),
                    help="comma-separated subset of " + ",".join(TARGETS)
                    + " (direct always runs; direct-tls whenever a TLS target runs)")
-    p.add_argument("--scenarios", default="1,2,3,4,5,6,7",
+    p.add_argument("--scenarios", default="1,2,3,4,5,6,7,8",
                    help="comma-separated numbers or names: 1 replication, 2 snapshot, 3 rt, "
-                        "4 stream, 5 memory, 6 scrape, 7 (or 4s) scaling (default all)")
+                        "4 stream, 5 memory, 6 scrape, 7 (or 4s) scaling, 8 teardown "
+                        "(default all)")
     p.add_argument("--haproxy-threads", type=int, default=1,
                    help="HAProxy nbthread (default 1, like walgate's single event loop)")
     p.add_argument("--profile", action="store_true",
@@ -643,6 +651,7 @@ def parse_args(argv):
     a.idle_sessions = a.idle_sessions or (300 if q else 10_000)
     a.scrape_slots = a.scrape_slots or (100 if q else 1000)
     a.scrapes = a.scrapes or (5 if q else 20)
+    a.teardown_reps = a.teardown_reps or (5 if q else 30)
     a.clients = [int(c) for c in a.clients.split(",") if c.strip()]
     try:
         a.scaling_workers = [int(n) for n in a.scaling_workers.split(",") if n.strip()]

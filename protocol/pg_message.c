@@ -1,6 +1,7 @@
 /*
  * pg_message.c - write the ErrorResponse walgate sends on its own behalf
- * and read the fields of the ErrorResponse/NoticeResponse an upstream sent.
+ * and read the fields of the ErrorResponse/NoticeResponse an upstream sent,
+ * and its BackendKeyData.
  */
 #include "pg_message.h"
 #include "pg_wire.h"
@@ -114,5 +115,16 @@ int pg_parse_error(const uint8_t *payload, size_t len, struct pg_error_fields *o
 		return -1;
 	/* V is the untranslated severity, S may be in the server's lc_messages */
 	out->severity = sev_v != NULL ? sev_v : sev_s;
+	return 0;
+}
+
+int pg_parse_backend_key(const uint8_t *payload, size_t len, uint32_t *pid,
+			 const uint8_t **key, size_t *key_len)
+{
+	if (len <= 4 || len - 4 > PG_CANCEL_KEY_MAX)
+		return -1;
+	*pid = pg_get_u32(payload);
+	*key = payload + 4;
+	*key_len = len - 4;
 	return 0;
 }

@@ -1,7 +1,7 @@
 /*
  * pg_message.h - building the few messages walgate originates itself
  * (ErrorResponse, the one-byte SSL/GSS refusal) and reading the fields of
- * an ErrorResponse or NoticeResponse the upstream sent.
+ * an ErrorResponse or NoticeResponse, or a BackendKeyData, the upstream sent.
  *
  * Pure: builders write into a caller's buffer and never allocate.
  */
@@ -43,5 +43,14 @@ size_t pg_build_error(uint8_t *buf, size_t cap, const struct pg_error_fields *f)
  * -1 when the payload is not a well-formed field list.
  */
 int pg_parse_error(const uint8_t *payload, size_t len, struct pg_error_fields *out);
+
+/*
+ * Read a BackendKeyData payload (after the type and length): the backend's
+ * pid, then its cancel key, 4 bytes in protocol 3.0 and up to
+ * PG_CANCEL_KEY_MAX in 3.2. *key points into payload. Returns 0, or -1
+ * when the key is empty or longer than that.
+ */
+int pg_parse_backend_key(const uint8_t *payload, size_t len, uint32_t *pid,
+			 const uint8_t **key, size_t *key_len);
 
 #endif

@@ -16,11 +16,11 @@
 /* Length word plus request code / protocol version. */
 #define STARTUP_HEADER_LEN	8u
 /*
- * Length word, code, pid, 4-byte key. Protocol 3.2 (PostgreSQL 18) lets a
- * server hand out longer keys; struct pg_startup has room for 4 bytes only,
- * so such a CancelRequest is refused as malformed rather than cut short.
+ * Length word, code, pid, then the key: 4 bytes in protocol 3.0, up to
+ * PG_CANCEL_KEY_MAX in 3.2 (PostgreSQL 18's ProcessCancelRequestPacket
+ * accepts 1 to 256 bytes, and so does walgate).
  */
-#define CANCEL_REQUEST_LEN	16u
+#define CANCEL_REQUEST_HEADER_LEN	12u
 
 enum pg_startup_verdict pg_startup_length(const uint8_t *buf, size_t len,
 					  uint32_t *pktlen)
@@ -241,10 +241,11 @@ enum pg_startup_verdict pg_startup_parse(const uint8_t *pkt, size_t len,
 		return len == STARTUP_HEADER_LEN ? PG_STARTUP_OK : PG_STARTUP_MALFORMED;
 	case PG_CANCEL_REQUEST_CODE:
 		out->kind = PG_STARTUP_CANCEL_REQUEST;
-		if (len != CANCEL_REQUEST_LEN)
+		if (len <= CANCEL_REQUEST_HEADER_LEN || len > CANCEL_REQUEST_HEADER_LEN + PG_CANCEL_KEY_MAX)
 			return PG_STARTUP_MALFORMED;
 		out->cancel_pid = pg_get_u32(pkt + 8);
-		out->cancel_key = pg_get_u32(pkt + 12);
+		out->cancel_key = pkt + CANCEL_REQUEST_HEADER_LEN;
+		out->cancel_key_len = (uint32_t)len - CANCEL_REQUEST_HEADER_LEN;
 		return PG_STARTUP_OK;
 	default:
 		return startup_message(pkt, len, out);

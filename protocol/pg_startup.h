@@ -41,9 +41,10 @@ struct pg_startup {
 	uint32_t length;		/* whole packet, length field included */
 	uint32_t code;			/* protocol version or request code */
 
-	/* PG_STARTUP_CANCEL_REQUEST */
+	/* PG_STARTUP_CANCEL_REQUEST: the key points into the packet */
 	uint32_t cancel_pid;
-	uint32_t cancel_key;
+	const uint8_t *cancel_key;
+	uint32_t cancel_key_len;	/* 4 in protocol 3.0, up to PG_CANCEL_KEY_MAX in 3.2 */
 
 	/* PG_STARTUP_MESSAGE: NUL-terminated, pointing into the packet, NULL when absent */
 	const char *user;

@@ -19,6 +19,12 @@
 #define PG_PROTOCOL_MAJOR(v)    ((v) >> 16)
 #define PG_PROTOCOL_MINOR(v)    ((v) & 0xffffu)
 
+/*
+ * The longest cancel key protocol 3.2 allows (PostgreSQL 18 hands out 32
+ * bytes; the protocol reserves room for 256). Protocol 3.0 keys are 4.
+ */
+#define PG_CANCEL_KEY_MAX       256u
+
 /* PostgreSQL's own limit for the startup packet (MAX_STARTUP_PACKET_LENGTH). */
 #define PG_STARTUP_MAX_LEN      10000u
 /* A typed message: 1 type byte, then an Int32 length that counts itself. */

@@ -65,19 +65,27 @@ static void counter(struct evbuffer *b, const char *name, const char *help, uint
 	sample(b, name, NULL, (double)v);
 }
 
+/* One sample of a family with a single label. */
+static void sample_labelled(struct evbuffer *b, const char *name, const char *key, const char *value,
+			    double v)
+{
+	char labels[96];
+
+	snprintf(labels, sizeof(labels), "%s=\"%s\"", key, value);
+	sample(b, name, labels, v);
+}
+
 static void render_connections(struct evbuffer *b, const struct worker_snapshot *snap)
 {
 	const struct worker_stats *st = &snap->stats;
-	char labels[64];
 
 	counter(b, "walgate_connections_accepted_total",
 		"Client connections accepted past the allow list.", st->accepted);
 	metrics_family(b, "walgate_connections_rejected_total", "counter",
 	       "Client connections turned away before reaching the upstream, by reason.");
-	for (int r = 0; r < REJECT_REASONS; r++) {
-		snprintf(labels, sizeof(labels), "reason=\"%s\"", reject_reason_name((enum reject_reason)r));
-		sample(b, "walgate_connections_rejected_total", labels, (double)st->rejected[r]);
-	}
+	for (int r = 0; r < REJECT_REASONS; r++)
+		sample_labelled(b, "walgate_connections_rejected_total", "reason",
+				reject_reason_name((enum reject_reason)r), (double)st->rejected[r]);
 	metrics_family(b, "walgate_connections_active", "gauge", "Client connections open now, by kind.");
 	sample(b, "walgate_connections_active", "kind=\"replication\"", snap->replication);
 	sample(b, "walgate_connections_active", "kind=\"regular\"", snap->regular);
@@ -157,12 +165,9 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	metrics_family(b, "walgate_protocol_errors_total", "counter",
 	       "Messages that broke the protocol, by kind (client, upstream, replication_command, "
 	       "replication_stream, pgoutput).");
-	for (int k = 0; k < PROTO_ERR_KINDS; k++) {
-		char labels[48];
-
-		snprintf(labels, sizeof(labels), "kind=\"%s\"", protocol_error_kind_name((enum protocol_error_kind)k));
-		sample(b, "walgate_protocol_errors_total", labels, (double)st->protocol_errors[k]);
-	}
+	for (int k = 0; k < PROTO_ERR_KINDS; k++)
+		sample_labelled(b, "walgate_protocol_errors_total", "kind",
+				protocol_error_kind_name((enum protocol_error_kind)k), (double)st->protocol_errors[k]);
 	counter(b, "walgate_upstream_connect_failures_total",
 		"Connections to the upstream that could not be opened.", st->upstream_connect_failures);
 	metrics_family(b, "walgate_upstream_auth_refused_total", "counter",
@@ -175,8 +180,12 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 			 upstream_auth_refusal_name((enum upstream_auth_refusal)r));
 		sample(b, "walgate_upstream_auth_refused_total", labels, (double)st->upstream_auth_refused[r]);
 	}
-	counter(b, "walgate_cancel_requests_total", "Cancel requests forwarded to the upstream.",
-		st->cancels_forwarded);
+	metrics_family(b, "walgate_cancel_requests_total", "counter",
+	       "Cancel requests, by result (forwarded, unmatched: no session has the key, "
+	       "failed: the connection to the session's backend failed).");
+	for (int r = 0; r < CANCEL_RESULTS; r++)
+		sample_labelled(b, "walgate_cancel_requests_total", "result",
+				cancel_result_name((enum cancel_result)r), (double)st->cancels[r]);
 	counter(b, "walgate_config_reload_failures_total",
 		"Reloads refused because the configuration did not parse or validate.",
 		atomic_load(&m->shared->config_reload_failures));

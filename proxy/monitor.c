@@ -4,15 +4,21 @@
  *
  * One state machine, changed only by monitor_set_state():
  *
- *   IDLE --timer--> CONNECTING --PQconnectPoll OK--> QUERYING --result--> IDLE
- *                        |                              |
- *                        +------- failure, timeout -----+--> IDLE (connection closed)
+ *   IDLE --timer--> RESOLVING --names found--> CONNECTING --PQconnectPoll OK--> QUERYING --result--> IDLE
+ *                       |                           |                              |
+ *                       +-------------- failure, timeout --------------------------+--> IDLE (closed)
+ *
+ * RESOLVING looks up host= names with evdns (monitor_resolve.h), so that
+ * libpq, given hostaddr=, never calls the blocking getaddrinfo() on the
+ * control thread; it passes at once when there is no name to look up, and
+ * is skipped when the kept connection is reused.
  *
  * In IDLE the timer counts down to the next poll; otherwise it is the
  * deadline of the poll under way.
  */
 #include "monitor.h"
 
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <libpq-fe.h>
 #include <stdio.h>
@@ -22,6 +28,8 @@
 
 #include "config.h"
 #include "log.h"
+#include "monitor_resolve.h"
+#include "netutil.h"
 
 /* Every slot, with positions relative to the server's current WAL position. */
 static const char slots_query[] =
@@ -36,12 +44,15 @@ static const char slots_query[] =
 
 enum monitor_state {
 	MON_IDLE,
+	MON_RESOLVING,
 	MON_CONNECTING,
 	MON_QUERYING,
 };
 
 struct monitor {
 	struct event_base *base;
+	struct evdns_base *dns;
+	struct conninfo_lookup *lookup;	/* RESOLVING: the names of host= */
 	enum monitor_state state;
 	char *conninfo;
 	int64_t interval_ms;
@@ -93,6 +104,8 @@ static void monitor_set_state(struct monitor *m, enum monitor_state next)
 
 static void close_conn(struct monitor *m)
 {
+	conninfo_resolve_cancel(m->lookup);
+	m->lookup = NULL;
 	if (m->sock_ev)
 		event_free(m->sock_ev);
 	m->sock_ev = NULL;
@@ -329,11 +342,39 @@ static void on_socket(evutil_socket_t fd, short what, void *arg)
 		read_result(m);
 }
 
+/* hostaddr: what evdns found for host=, or NULL to let libpq use conninfo as it is. */
+static void start_connect(struct monitor *m, const char *hostaddr)
+{
+	/* conninfo wins over the defaults before it; hostaddr, after it, wins over conninfo */
+	const char *keys[] = { "application_name", "dbname", hostaddr ? "hostaddr" : NULL, NULL };
+	const char *values[] = { "walgate-monitor", m->conninfo, hostaddr, NULL };
+
+	monitor_set_state(m, MON_CONNECTING);
+	m->conn = PQconnectStartParams(keys, values, 1);
+	if (!m->conn || PQstatus(m->conn) == CONNECTION_BAD) {
+		poll_failed(m, m->conn ? PQerrorMessage(m->conn) : "out of memory");
+		return;
+	}
+	PQsetNoticeProcessor(m->conn, notice_to_log, NULL);
+	wait_socket(m, EV_WRITE);
+}
+
+static void on_resolved(void *arg, const char *hostaddr, const char *error)
+{
+	struct monitor *m = arg;
+
+	m->lookup = NULL;
+	if (error) {
+		poll_failed(m, error);
+		return;
+	}
+	log_debug("monitor: host names resolved: hostaddr=%s", hostaddr);
+	start_connect(m, hostaddr);
+}
+
 static void monitor_poll(struct monitor *m)
 {
-	/* connection options of conninfo win over these defaults */
-	const char *keys[] = { "application_name", "dbname", NULL };
-	const char *values[] = { "walgate-monitor", m->conninfo, NULL };
+	char err[300];
 
 	arm_timer(m, m->timeout_ms);
 	m->reused = m->conn && PQstatus(m->conn) == CONNECTION_OK;
@@ -343,14 +384,14 @@ static void monitor_poll(struct monitor *m)
 		return;
 	}
 	close_conn(m);
-	monitor_set_state(m, MON_CONNECTING);
-	m->conn = PQconnectStartParams(keys, values, 1);
-	if (!m->conn || PQstatus(m->conn) == CONNECTION_BAD) {
-		poll_failed(m, m->conn ? PQerrorMessage(m->conn) : "out of memory");
+	monitor_set_state(m, MON_RESOLVING);
+	m->lookup = conninfo_resolve_start(m->base, m->dns, m->conninfo, on_resolved, m, err, sizeof(err));
+	if (m->lookup)
 		return;
-	}
-	PQsetNoticeProcessor(m->conn, notice_to_log, NULL);
-	wait_socket(m, EV_WRITE);
+	if (err[0])
+		poll_failed(m, err);
+	else
+		start_connect(m, NULL);
 }
 
 /* A NOTICE or WARNING from the server reaches walgate's log, not stderr (log_format = json). */
@@ -375,7 +416,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 		monitor_poll(m);
 	}
 	else
-		poll_failed(m, "timed out");
+		poll_failed(m, m->state == MON_RESOLVING ? "timed out resolving the host name" : "timed out");
 }
 
 void monitor_reconfigure(struct monitor *m, const struct config *cfg)
@@ -421,7 +462,10 @@ struct monitor *monitor_start(struct event_base *base, const struct config *cfg,
 	m->view.reached = -1;
 	m->view.failed_stage = -1;
 	m->timer = evtimer_new(base, on_timer, m);
-	if (!m->timer) {
+	m->dns = net_dns_new(base);
+	if (!m->timer || !m->dns) {
+		if (m->timer)
+			event_free(m->timer);
 		free(m);
 		return NULL;
 	}
@@ -431,10 +475,21 @@ struct monitor *monitor_start(struct event_base *base, const struct config *cfg,
 
 void monitor_stop(struct monitor *m)
 {
+	bool resolving;
+
 	if (!m)
 		return;
-	close_conn(m);
+	resolving = m->lookup != NULL;
 	event_free(m->timer);
+	close_conn(m);
+	/*
+	 * A cancelled lookup is freed by libevent only when its deferred
+	 * callbacks run (libevent issue #942): give them one pass of the loop,
+	 * which has stopped by now, rather than leak them at exit.
+	 */
+	if (resolving)
+		event_base_loop(m->base, EVLOOP_NONBLOCK);
+	evdns_base_free(m->dns, 0);
 	free(m->conninfo);
 	free(m->view.slots);
 	free(m->pending);

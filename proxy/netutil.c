@@ -1,15 +1,17 @@
 /*
- * netutil.c - socket options and address formatting.
+ * netutil.c - socket options, address formatting, the evdns resolver.
  */
 #include "netutil.h"
 
 #include <arpa/inet.h>
+#include <event2/dns.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "config.h"
+#include "log.h"
 
 static void set_int(int fd, int level, int name, int value)
 {
@@ -87,4 +89,24 @@ bool net_peer_is_self(int fd)
 	if (!p || !s)
 		return false;
 	return pn == sn && !memcmp(p, s, pn);
+}
+
+struct evdns_base *net_dns_new(struct event_base *base)
+{
+	/*
+	 * Names are resolved anew for every connection, so DNS failover (a
+	 * managed database moving) is followed without a restart.
+	 */
+	struct evdns_base *dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+						EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+
+	if (!dns) {
+		/* No resolv.conf (minimal containers): numeric hosts and /etc/hosts still work. */
+		dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+		if (dns)
+			evdns_base_load_hosts(dns, NULL);
+	}
+	if (!dns)
+		log_error("cannot create the DNS resolver");
+	return dns;
 }

@@ -216,6 +216,43 @@ int relay_forward(struct relay_dir *d, struct bufferevent *from, struct bufferev
 	return 0;
 }
 
+/*
+ * What libevent's OpenSSL bufferevent does on its next write event, now:
+ * SSL_write of the output's first chunk, whole, as libevent passes it, so
+ * that either of the two may retry a write the other began (the SSL
+ * accepts a moved buffer, see tls_upgrade.c). That bufferevent leaves its
+ * output unfrozen.
+ */
+static void write_tls_now(SSL *ssl, struct evbuffer *out)
+{
+	if (!SSL_is_init_finished(ssl))
+		return;		/* the handshake is libevent's to drive */
+	while (evbuffer_get_length(out) > 0) {
+		struct evbuffer_iovec v;
+		int n;
+
+		if (evbuffer_peek(out, -1, NULL, &v, 1) < 1)
+			return;
+		n = SSL_write(ssl, v.iov_base, v.iov_len < INT32_MAX ? (int)v.iov_len : INT32_MAX);
+		if (n <= 0) {
+			ERR_clear_error();
+			return;	/* the socket is full: the write event goes on from here */
+		}
+		if (evbuffer_drain(out, (size_t)n) < 0)
+			return;
+	}
+}
+
+void relay_flush(struct bufferevent *to)
+{
+	SSL *ssl = bufferevent_openssl_get_ssl(to);
+
+	if (ssl)
+		write_tls_now(ssl, bufferevent_get_output(to));
+	else
+		write_now(to);
+}
+
 void relay_sink_drained(struct relay_dir *d, struct bufferevent *from, struct bufferevent *to)
 {
 	if (!d->paused)

@@ -57,6 +57,13 @@ void relay_dir_tls_source(struct relay_dir *d);
  */
 int relay_forward(struct relay_dir *d, struct bufferevent *from, struct bufferevent *to);
 
+/*
+ * Write what is queued for a leg (plain or TLS) now, as far as its socket
+ * takes it, rather than at the leg's next write event; what is left waits
+ * for that event. For the last bytes of a closing session.
+ */
+void relay_flush(struct bufferevent *to);
+
 /* Called from the sink's write callback: resume reading the source once drained. */
 void relay_sink_drained(struct relay_dir *d, struct bufferevent *from, struct bufferevent *to);
 

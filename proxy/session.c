@@ -91,6 +91,8 @@ static void session_free(struct session *s)
 		bufferevent_free(s->server);
 	event_free(s->timer);
 	free(s->startup_pkt);
+	if (s->cancel_entry)
+		cancel_registry_remove(&w->shared->cancels, s->cancel_entry);
 	session_auth_free(s->auth);
 	repl_track_free(s->repl);
 	TAILQ_REMOVE(&w->sessions, s, link);
@@ -131,13 +133,20 @@ void session_close(struct session *s, const char *reason)
 		upstream_connect_abort(s->connecting);
 		s->connecting = NULL;
 	}
+	/*
+	 * Each leg's last bytes (a FATAL, the client's Terminate) go now, in
+	 * this loop pass, and a leg with nothing left is closed in it too: a
+	 * walsender sees its client leave at once and frees its slot.
+	 */
 	if (s->client) {
 		bufferevent_disable(s->client, EV_READ);
 		bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
+		relay_flush(s->client);
 	}
 	if (s->server) {
 		bufferevent_disable(s->server, EV_READ);
 		bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
+		relay_flush(s->server);
 	}
 	event_del(s->timer);
 	session_arm_timer(s, CLOSE_FLUSH_MS);
@@ -257,6 +266,12 @@ static void session_timer(evutil_socket_t fd, short what, void *arg)
 	case SESSION_RELAY:
 		if (!s->login_done)
 			auth_timed_out(s);
+		break;
+	case SESSION_CANCEL:
+		if (!s->cancel_sent)
+			s->w->stats.cancels[CANCEL_FAILED]++;
+		session_close(s, s->cancel_sent ? "cancel request forwarded; the upstream did not close"
+				 : "cancel request: the upstream did not answer in time");
 		break;
 	default:
 		break;

@@ -15,6 +15,12 @@
  * accept until login_done (every state before the stream: TLS handshakes,
  * AUTH, CONNECTING, the login exchange); none after it.
  *
+ * CANCEL: a CancelRequest whose key a session registered (cancel_registry.h,
+ * across all workers) is sent to that session's upstream address, opened
+ * the same way (SSLRequest and TLS with the same check when its leg is TLS),
+ * bounded by a timer; one that matches nothing closes at once, sending
+ * nothing anywhere.
+ *
  * The source address is checked against the allow list at accept, before
  * any byte is read; behind a trusted load balancer, once its PROXY header
  * has named the real source.
@@ -31,6 +37,7 @@
 #include <sys/socket.h>
 #include <sys/time.h>
 
+#include "cancel_registry.h"
 #include "log.h"
 #include "pg_startup.h"
 #include "relay.h"
@@ -91,9 +98,10 @@ struct session {
 
 	struct sockaddr_storage upstream_addr;
 	socklen_t upstream_addrlen;
-	bool have_key;			/* BackendKeyData seen: a cancel can find us */
-	uint32_t backend_pid;
-	uint32_t backend_key;
+	enum tls_verify upstream_verify;	/* the certificate check of a TLS upstream leg */
+	struct cancel_entry *cancel_entry;	/* BackendKeyData registered: a cancel can find us */
+	uint8_t backend_key_msg[4 + PG_CANCEL_KEY_MAX];	/* its payload, captured whole */
+	bool cancel_sent;		/* SESSION_CANCEL: the CancelRequest went upstream */
 
 	struct session_auth *auth;	/* auth = scram, from the StartupMessage to AuthenticationOk */
 

@@ -179,7 +179,7 @@ static void take_final(struct session *s, const uint8_t *msg, size_t len)
 		return;
 	bufferevent_disable(s->client, EV_READ);	/* until the upstream said AuthenticationOk */
 	session_set_state(s, SESSION_CONNECTING);
-	session_connect_upstream(s, NULL, 0);
+	session_connect_upstream(s);
 }
 
 void session_auth_read(struct session *s)

@@ -9,6 +9,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,35 +28,37 @@
 
 /* ---- startup phase ---------------------------------------------------- */
 
-static struct session *find_by_cancel_key(struct worker *w, uint32_t pid, uint32_t key)
-{
-	struct session *s;
-
-	TAILQ_FOREACH(s, &w->sessions, link)
-		if (s->have_key && s->backend_pid == pid && s->backend_key == key)
-			return s;
-	return NULL;
-}
-
+/*
+ * A CancelRequest: looked up among every worker's sessions. One that
+ * matches goes to that session's backend, the way its leg was opened; one
+ * that matches nothing goes nowhere (PostgreSQL answers neither kind).
+ */
 static void start_cancel(struct session *s, const uint8_t *pkt, const struct pg_startup *st)
 {
-	struct session *target = find_by_cancel_key(s->w, st->cancel_pid, st->cancel_key);
+	struct cancel_target target;
 
-	s->startup_pkt = malloc(16);
+	session_set_state(s, SESSION_CANCEL);
+	bufferevent_disable(s->client, EV_READ);
+	if (!cancel_registry_find(&s->w->shared->cancels, st->cancel_pid, st->cancel_key,
+				  st->cancel_key_len, &target)) {
+		s->w->stats.cancels[CANCEL_UNMATCHED]++;
+		slog_debug(s, "cancel request for backend %u matches no session: dropped", st->cancel_pid);
+		session_close(s, "cancel request matches no session");
+		return;
+	}
+	s->startup_pkt = malloc(st->length);
 	if (!s->startup_pkt) {
 		session_close(s, "out of memory");
 		return;
 	}
-	memcpy(s->startup_pkt, pkt, 16);
+	memcpy(s->startup_pkt, pkt, st->length);
 	s->startup.kind = PG_STARTUP_CANCEL_REQUEST;
-	session_set_state(s, SESSION_CANCEL);
-	bufferevent_disable(s->client, EV_READ);
-	slog_debug(s, "cancel request for backend %u%s", st->cancel_pid,
-		   target ? "" : " (no such session here; sent to the configured upstream)");
-	if (target)
-		session_connect_upstream(s, (struct sockaddr *)&target->upstream_addr, target->upstream_addrlen);
-	else
-		session_connect_upstream(s, NULL, 0);
+	s->startup.length = st->length;
+	slog_debug(s, "cancel request for backend %u", st->cancel_pid);
+	/* the connect, then the handshake and the server's close: each within the connect timeout */
+	session_arm_timer(s, 2 * config_current()->upstream_connect_timeout_ms);
+	session_connect_cancel(s, &target);
+	OPENSSL_cleanse(target.key, sizeof(target.key));
 }
 
 static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
@@ -87,7 +90,7 @@ static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
 	}
 	session_set_state(s, SESSION_CONNECTING);
 	bufferevent_disable(s->client, EV_READ);
-	session_connect_upstream(s, NULL, 0);
+	session_connect_upstream(s);
 }
 
 static void startup_rejected(struct session *s, enum pg_startup_verdict v, uint32_t code)
@@ -129,7 +132,7 @@ static void start_client_tls(struct session *s, bool direct)
 		return;
 	}
 	if (direct) {
-		s->client = tls_upgrade_filter(s->client, ssl);
+		s->client = tls_upgrade_direct(s->client, ssl);
 	} else {
 		bufferevent_write(s->client, "S", 1);
 		s->client = tls_upgrade_socket(s->client, ssl, BUFFEREVENT_SSL_ACCEPTING);
@@ -174,8 +177,6 @@ static void client_tls_failed(struct session *s)
 	s->w->stats.tls_handshakes[0][1]++;
 	tls_describe_failure(bufferevent_openssl_get_ssl(s->client),
 			     bufferevent_get_openssl_error(s->client), why, sizeof(why));
-	if (s->direct_tls)
-		tls_flush_filter(s->client);
 	session_reject(s, REJECT_TLS_HANDSHAKE, why);
 }
 

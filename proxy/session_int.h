@@ -53,7 +53,10 @@ void session_login_to_client(struct session *s, const uint8_t *msg, size_t len);
 enum login_step session_login_auth_take(struct session *s, const uint8_t *msg, size_t len);
 
 /* session_upstream.c */
-void session_connect_upstream(struct session *s, const struct sockaddr *pinned, socklen_t len);
+/* Log in: connect to the configured upstream, as server_tls says. */
+void session_connect_upstream(struct session *s);
+/* A matched CancelRequest: to t's address, the way t's session opened its leg. */
+void session_connect_cancel(struct session *s, const struct cancel_target *t);
 void session_forward_to_server(struct session *s);
 
 #endif

@@ -1,6 +1,8 @@
 /*
- * session_upstream.c - a session's upstream side: connecting, the
- * upstream's callbacks, and relaying in both directions once logged in.
+ * session_upstream.c - a session's upstream side: connecting (for a login,
+ * or for a matched cancel the way its session connected), the upstream's
+ * callbacks, recording the backend's key for cancels, and relaying in both
+ * directions once logged in.
  */
 #include "session.h"
 #include "session_int.h"
@@ -8,11 +10,14 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/event.h>
+#include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "config.h"
+#include "netutil.h"
 #include "pg_message.h"
 #include "pg_wire.h"
 #include "repl_track.h"
@@ -24,18 +29,53 @@
 
 /* ---- upstream side ---------------------------------------------------- */
 
+/* BackendKeyData: record where a cancel for this backend must go, and how. */
+static void register_backend_key(struct session *s, const uint8_t *payload, size_t len)
+{
+	struct cancel_target t = { 0 };
+	const uint8_t *key;
+	size_t key_len;
+
+	if (pg_parse_backend_key(payload, len, &t.pid, &key, &key_len) < 0) {
+		slog_warning(s, "upstream sent a BackendKeyData with a %zu-byte key: cancels cannot reach it",
+			     len >= 4 ? len - 4 : 0);
+		return;
+	}
+	memcpy(t.key, key, key_len);
+	t.key_len = (uint32_t)key_len;
+	memcpy(&t.addr, &s->upstream_addr, s->upstream_addrlen);
+	t.addrlen = s->upstream_addrlen;
+	t.tls = s->server_tls;
+	t.verify = s->upstream_verify;
+	snprintf(t.host, sizeof(t.host), "%s", s->upstream_host);
+	if (s->cancel_entry)
+		cancel_registry_remove(&s->w->shared->cancels, s->cancel_entry);
+	s->cancel_entry = cancel_registry_add(&s->w->shared->cancels, &t);
+	OPENSSL_cleanse(t.key, sizeof(t.key));
+	if (!s->cancel_entry)
+		slog_warning(s, "out of memory: cancels cannot reach backend %u", t.pid);
+}
+
 static void server_message(void *arg, struct pg_scanner *sc, bool captured)
 {
 	struct session *s = arg;
 	const struct pg_msg *m = &sc->msg;
+	uint32_t payload = m->length - 4;
 
+	if (captured) {		/* only BackendKeyData is captured in this direction */
+		register_backend_key(s, s->backend_key_msg, payload);
+		return;
+	}
 	if (s->repl)
 		repl_track_from_server(s->repl, m);
-	if (m->type == PG_MSG_BACKEND_KEY_DATA && m->prefix_len >= 8) {
-		s->have_key = true;
-		s->backend_pid = pg_get_u32(m->prefix);
-		s->backend_key = pg_get_u32(m->prefix + 4);
-	}
+	if (m->type != PG_MSG_BACKEND_KEY_DATA)
+		return;
+	/* a 3.2 key may be longer than the prefix: take the whole payload, bounded */
+	if (payload > sizeof(s->backend_key_msg))
+		register_backend_key(s, m->prefix, payload);	/* refused for its length */
+	else if (pg_scan_capture(sc, s->backend_key_msg, payload) == payload &&
+		 payload <= m->prefix_len)
+		register_backend_key(s, s->backend_key_msg, payload);
 }
 
 static void client_message(void *arg, struct pg_scanner *sc, bool captured)
@@ -96,7 +136,15 @@ void session_forward_to_server(struct session *s)
 
 		snprintf(msg, sizeof(msg), "invalid message from client: %s", why);
 		session_protocol_violation(s, PG_SQLSTATE_PROTOCOL_VIOLATION, msg);
+		return;
 	}
+	/*
+	 * The client said Terminate (client_message): the upstream gets it and
+	 * the end of its connection now, without waiting for the client to
+	 * close its socket. The server says nothing after a Terminate.
+	 */
+	if (s->close_reason[0])
+		session_close(s, s->close_reason);
 }
 
 static void start_relay(struct session *s);
@@ -104,10 +152,36 @@ static void server_read(struct bufferevent *bev, void *arg);
 static void server_write(struct bufferevent *bev, void *arg);
 static void server_event(struct bufferevent *bev, short what, void *arg);
 
+/*
+ * A cancel that could not be delivered: the client is told nothing (as
+ * PostgreSQL tells it nothing), and nothing is sent any other way.
+ */
+static void cancel_failed(struct session *s, const char *why)
+{
+	s->w->stats.cancels[CANCEL_FAILED]++;
+	slog_warning(s, "cancel request not delivered to upstream %s: %s", s->upstream_label, why);
+	session_close(s, "cancel request not delivered");
+}
+
+/* The matched CancelRequest goes now, over the leg as it was opened. */
+static void send_cancel(struct session *s)
+{
+	s->w->stats.cancels[CANCEL_FORWARDED]++;
+	s->cancel_sent = true;
+	bufferevent_write(s->server, s->startup_pkt, s->startup.length);
+	bufferevent_enable(s->server, EV_READ);	/* the server closes when it has read it */
+	slog_debug(s, "cancel request forwarded to %s%s", s->upstream_label,
+		   s->server_tls ? " over TLS" : "");
+}
+
 static void upstream_failed(struct session *s, const char *why)
 {
 	char msg[640];
 
+	if (s->state == SESSION_CANCEL) {
+		cancel_failed(s, why);
+		return;
+	}
 	snprintf(msg, sizeof(msg), "could not connect to upstream \"%s\": %s", s->upstream_label, why);
 	worker_note_upstream(s->w->shared, false);
 	s->w->stats.upstream_connect_failures++;
@@ -118,11 +192,11 @@ static void upstream_failed(struct session *s, const char *why)
 static void start_server_tls(struct session *s)
 {
 	char err[320];
-	SSL *ssl = tls_client_ssl_new(s->w->tls_client, s->upstream_host,
-				    tls_verify_of(config_current()->server_tls), err, sizeof(err));
+	SSL *ssl = s->w->tls_client ? tls_client_ssl_new(s->w->tls_client, s->upstream_host,
+							s->upstream_verify, err, sizeof(err)) : NULL;
 
 	if (!ssl) {
-		upstream_failed(s, err);
+		upstream_failed(s, s->w->tls_client ? err : "server_tls is now disable");
 		return;
 	}
 	s->server = tls_upgrade_socket(s->server, ssl, BUFFEREVENT_SSL_CONNECTING);
@@ -152,12 +226,15 @@ static void ssl_answer_read(struct session *s)
 	} else if (c == 'S') {
 		evbuffer_drain(in, 1);
 		start_server_tls(s);
-	} else if (c == 'N' && config_current()->server_tls == SERVER_TLS_PREFER) {
+	} else if (c == 'N' && s->state == SESSION_CONNECTING &&
+		   config_current()->server_tls == SERVER_TLS_PREFER) {
 		evbuffer_drain(in, 1);
 		s->server_tls = false;
 		start_relay(s);
 	} else if (c == 'N') {
-		upstream_failed(s, "the upstream does not accept TLS, and server_tls requires it");
+		upstream_failed(s, s->state == SESSION_CANCEL ?
+				"the upstream refused TLS, over which the session's own leg runs" :
+				"the upstream does not accept TLS, and server_tls requires it");
 	} else {
 		upstream_failed(s, "unexpected answer to SSLRequest (is it PostgreSQL?)");
 	}
@@ -170,7 +247,10 @@ static void server_tls_ready(struct session *s)
 	s->tls_handshaking = false;
 	s->w->stats.tls_handshakes[1][0]++;
 	slog_debug(s, "upstream TLS established: %s %s", SSL_get_version(ssl), SSL_get_cipher_name(ssl));
-	start_relay(s);
+	if (s->state == SESSION_CANCEL)
+		send_cancel(s);
+	else
+		start_relay(s);
 }
 
 static void server_tls_failed(struct session *s)
@@ -188,7 +268,8 @@ static void server_read(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_CONNECTING && s->server_tls && !s->tls_handshaking)
+	if ((s->state == SESSION_CONNECTING || (s->state == SESSION_CANCEL && !s->cancel_sent)) &&
+	    s->server_tls && !s->tls_handshaking)
 		ssl_answer_read(s);
 	else if (s->state == SESSION_RELAY)
 		forward_to_client(s);
@@ -214,7 +295,7 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 		server_tls_ready(s);
 		return;
 	}
-	if (s->state == SESSION_CONNECTING) {
+	if (s->state == SESSION_CONNECTING || (s->state == SESSION_CANCEL && !s->cancel_sent)) {
 		if (s->tls_handshaking)
 			server_tls_failed(s);
 		else
@@ -234,10 +315,6 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 	forward_to_client(s);
 	if (s->state != SESSION_RELAY)
 		return;
-	if (s->close_reason[0]) {	/* the client said Terminate: this is the answer */
-		session_close(s, s->close_reason);
-		return;
-	}
 	/* An upstream that said FATAL before closing has told the client already. */
 	if (s->to_client.last_type != PG_MSG_ERROR_RESPONSE)
 		session_tell_client(s, "FATAL", PG_SQLSTATE_CONNECTION_FAILURE,
@@ -287,6 +364,10 @@ static void upstream_done(struct bufferevent *bev, const struct sockaddr *addr, 
 
 	s->connecting = NULL;
 	worker_note_upstream(s->w->shared, bev != NULL);
+	if (!bev && s->state == SESSION_CANCEL) {
+		cancel_failed(s, error);
+		return;
+	}
 	if (!bev) {
 		s->w->stats.upstream_connect_failures++;
 		slog_warning(s, "%s", error);
@@ -298,34 +379,45 @@ static void upstream_done(struct bufferevent *bev, const struct sockaddr *addr, 
 	s->upstream_addrlen = addrlen;
 	bufferevent_setcb(bev, server_read, server_write, server_event, s);
 	bufferevent_setwatermark(bev, EV_READ, 0, (size_t)cfg->relay_buffer_size);
-	if (s->state == SESSION_CANCEL) {
-		/* Cancel requests go in plaintext, as libpq sends them: pg_hba does not apply. */
-		s->w->stats.cancels_forwarded++;
-		bufferevent_write(bev, s->startup_pkt, 16);
-		bufferevent_enable(bev, EV_READ);	/* the server closes when it has read it */
-		return;
-	}
-	if (s->w->tls_client) {
+	if (s->server_tls) {
 		static const uint8_t ssl_request[8] = { 0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f };
 
-		s->server_tls = true;
 		bufferevent_write(bev, ssl_request, sizeof(ssl_request));
 		bufferevent_enable(bev, EV_READ);
-		return;
+	} else if (s->state == SESSION_CANCEL) {
+		send_cancel(s);		/* the session's leg is plaintext too */
+	} else {
+		start_relay(s);
 	}
-	start_relay(s);
 }
 
-void session_connect_upstream(struct session *s, const struct sockaddr *pinned, socklen_t len)
+void session_connect_upstream(struct session *s)
 {
 	const struct config *cfg = config_current();
+	const char *host = cfg->upstream_host;
 
-	snprintf(s->upstream_host, sizeof(s->upstream_host), "%s", cfg->upstream_host);
+	snprintf(s->upstream_host, sizeof(s->upstream_host), "%s", host);
 	snprintf(s->upstream_label, sizeof(s->upstream_label),
-		 strchr(cfg->upstream_host, ':') ? "[%s]:%d" : "%s:%d", cfg->upstream_host, cfg->upstream_port);
-	s->connecting = upstream_connect_start(s->w, cfg->upstream_host, cfg->upstream_port,
-					       pinned, len, upstream_done, s);
+		 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, cfg->upstream_port);
+	s->server_tls = s->w->tls_client != NULL;
+	s->upstream_verify = tls_verify_of(cfg->server_tls);
+	s->connecting = upstream_connect_start(s->w, host, cfg->upstream_port, NULL, 0, upstream_done, s);
 	if (!s->connecting)
 		session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE, "walgate: out of memory", "out of memory");
 }
 
+void session_connect_cancel(struct session *s, const struct cancel_target *t)
+{
+	const struct sockaddr *sa = (const struct sockaddr *)&t->addr;
+	int port = ntohs(sa->sa_family == AF_INET6 ? ((const struct sockaddr_in6 *)sa)->sin6_port
+						   : ((const struct sockaddr_in *)sa)->sin_port);
+
+	snprintf(s->upstream_host, sizeof(s->upstream_host), "%s", t->host);
+	net_format_addr(sa, s->upstream_label, sizeof(s->upstream_label));
+	s->server_tls = t->tls;
+	s->upstream_verify = t->verify;
+	/* pinned: no name is resolved, the session's own address is dialled */
+	s->connecting = upstream_connect_start(s->w, t->host, port, sa, t->addrlen, upstream_done, s);
+	if (!s->connecting)
+		session_close(s, "out of memory");
+}

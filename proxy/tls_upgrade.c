@@ -1,9 +1,14 @@
 /*
  * tls_upgrade.c - from plaintext to TLS on a live connection.
  *
- * The SSLRequest path keeps the socket bufferevent design (OpenSSL reads
- * the socket itself: no extra copy per record). Only a client that opens
- * with a ClientHello needs a filter, since libevent already read it.
+ * Every TLS leg is a socket bufferevent of libevent's OpenSSL kind: OpenSSL
+ * reads and writes the socket itself (no extra copy per record), and what
+ * the bufferevent's output holds is all that is queued for the socket, so
+ * that the relay's backpressure and the flush before a close see the
+ * truth. A client that opens with a ClientHello (direct TLS) is no
+ * exception: the bytes libevent already read are replayed to OpenSSL
+ * (tls_replay_bio.c) rather than fed through a filter bufferevent, whose
+ * socket buffer underneath had no limit.
  */
 #include "tls_upgrade.h"
 
@@ -15,6 +20,7 @@
 
 #include "config.h"
 #include "tls_context.h"
+#include "tls_replay_bio.h"
 
 /*
  * libevent's default of 16 KiB per read or write pass is one TLS record;
@@ -28,64 +34,87 @@ static struct bufferevent *tls_tuned(struct bufferevent *tls)
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	bufferevent_set_max_single_read(tls, TLS_IO_MAX);
 	bufferevent_set_max_single_write(tls, TLS_IO_MAX);
+	/* relay_flush may retry a write libevent began: same bytes, maybe moved (relay.c) */
+	SSL_set_mode(bufferevent_openssl_get_ssl(tls), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return tls;
+}
+
+/*
+ * Write plain's queued output (a byte or two, into an empty socket buffer:
+ * this does not block) and free plain, leaving the socket open. Returns
+ * the socket, or -1 (plain freed, socket closed) when it cannot be written.
+ */
+static evutil_socket_t release_socket(struct bufferevent *plain)
+{
+	struct evbuffer *out = bufferevent_get_output(plain);
+	evutil_socket_t fd = bufferevent_getfd(plain);
+
+	/* The bufferevent keeps its output's front frozen; it is freed right after. */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, fd) <= 0) {
+			bufferevent_free(plain);
+			return -1;
+		}
+	bufferevent_setfd(plain, -1);	/* so that freeing it leaves the socket open */
+	bufferevent_free(plain);
+	return fd;
+}
+
+static struct bufferevent *tls_on_socket(struct event_base *base, evutil_socket_t fd, SSL *ssl,
+					 enum bufferevent_ssl_state state)
+{
+	struct bufferevent *tls = bufferevent_openssl_socket_new(base, fd, ssl, state,
+								 BEV_OPT_CLOSE_ON_FREE);
+
+	if (!tls) {
+		close(fd);	/* whether ssl is freed depends on where libevent failed: leave it */
+		return NULL;
+	}
+	return tls_tuned(tls);
 }
 
 struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
 				       enum bufferevent_ssl_state state)
 {
 	struct event_base *base = bufferevent_get_base(plain);
-	struct evbuffer *out = bufferevent_get_output(plain);
-	evutil_socket_t fd = bufferevent_getfd(plain);
-	struct bufferevent *tls;
+	evutil_socket_t fd = release_socket(plain);
 
-	/*
-	 * At most a byte or two, into an empty socket buffer: this does not
-	 * block. The bufferevent keeps its output's front frozen; it is freed
-	 * right after, so we may drain it ourselves.
-	 */
-	evbuffer_unfreeze(out, 1);
-	while (evbuffer_get_length(out) > 0)
-		if (evbuffer_write(out, fd) <= 0)
-			goto fail;
-	bufferevent_setfd(plain, -1);	/* so that freeing it leaves the socket open */
-	bufferevent_free(plain);
-	tls = bufferevent_openssl_socket_new(base, fd, ssl, state, BEV_OPT_CLOSE_ON_FREE);
-	if (!tls) {
-		close(fd);
+	if (fd < 0) {
+		SSL_free(ssl);
 		return NULL;
 	}
-	return tls_tuned(tls);
-fail:
-	SSL_free(ssl);
-	bufferevent_free(plain);
-	return NULL;
+	return tls_on_socket(base, fd, ssl, state);
 }
 
-struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl)
+struct bufferevent *tls_upgrade_direct(struct bufferevent *plain, SSL *ssl)
 {
-	struct bufferevent *tls = bufferevent_openssl_filter_new(bufferevent_get_base(plain), plain, ssl,
-								 BUFFEREVENT_SSL_ACCEPTING,
-								 BEV_OPT_CLOSE_ON_FREE);
+	struct event_base *base = bufferevent_get_base(plain);
+	struct evbuffer *in = bufferevent_get_input(plain);
+	size_t len = evbuffer_get_length(in);
+	const unsigned char *head = evbuffer_pullup(in, -1);
+	BIO *rbio = NULL, *wbio = NULL;
+	evutil_socket_t fd;
 
-	if (!tls) {
+	if (head || len == 0) {
+		rbio = tls_replay_bio_new(bufferevent_getfd(plain), head, len);
+		wbio = BIO_new_socket(bufferevent_getfd(plain), BIO_NOCLOSE);
+	}
+	if (!rbio || !wbio) {
+		BIO_free_all(rbio);
+		BIO_free(wbio);
 		SSL_free(ssl);
 		bufferevent_free(plain);
 		return NULL;
 	}
-	return tls_tuned(tls);
-}
-
-void tls_flush_filter(struct bufferevent *tls)
-{
-	struct bufferevent *under = bufferevent_get_underlying(tls);
-	struct evbuffer *out;
-
-	if (!under)
-		return;
-	out = bufferevent_get_output(under);
-	evbuffer_unfreeze(out, 1);
-	(void)evbuffer_write(out, bufferevent_getfd(under));
+	SSL_set_bio(ssl, rbio, wbio);	/* the SSL owns both now */
+	fd = release_socket(plain);
+	if (fd < 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* libevent finds the socket in the SSL's write BIO and keeps the BIOs as they are. */
+	return tls_on_socket(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING);
 }
 
 enum tls_verify tls_verify_of(int server_tls)

@@ -1,6 +1,7 @@
 /*
  * tls_upgrade.h - turning a session's plain socket bufferevent into a TLS
- * one after the SSLRequest exchange, and building the TLS contexts the
+ * one on the same socket (after the SSLRequest exchange, or for a client
+ * that opened with a ClientHello), and building the TLS contexts the
  * configuration asks for.
  */
 #ifndef WALGATE_TLS_UPGRADE_H
@@ -24,17 +25,12 @@ struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
 				       enum bufferevent_ssl_state state);
 
 /*
- * Layer TLS over plain, which keeps what it already read: for a client
- * that opened with a ClientHello (direct TLS), already in plain's input.
+ * The same for a client that opened with a ClientHello (direct TLS): what
+ * plain already read (the ClientHello, in its input) is handed to OpenSSL
+ * first, then OpenSSL reads the socket itself. Returns NULL (plain freed,
+ * socket closed) on failure.
  */
-struct bufferevent *tls_upgrade_filter(struct bufferevent *plain, SSL *ssl);
-
-/*
- * A filter's alert (a failed handshake) sits in the socket bufferevent
- * beneath it and would be lost when the filter is freed: write it now,
- * best effort, without blocking.
- */
-void tls_flush_filter(struct bufferevent *tls);
+struct bufferevent *tls_upgrade_direct(struct bufferevent *plain, SSL *ssl);
 
 /* What server_tls (enum server_tls_mode) asks of the upstream's certificate. */
 enum tls_verify tls_verify_of(int server_tls);

@@ -14,6 +14,7 @@
 #include "config.h"
 #include "generation.h"
 #include "log.h"
+#include "netutil.h"
 #include "session.h"
 
 
@@ -45,6 +46,17 @@ static const char *const upstream_auth_refusal_names[UPAUTH_REASONS] = {
 const char *upstream_auth_refusal_name(enum upstream_auth_refusal r)
 {
 	return r < UPAUTH_REASONS ? upstream_auth_refusal_names[r] : "unknown";
+}
+
+static const char *const cancel_result_names[CANCEL_RESULTS] = {
+	[CANCEL_FORWARDED] = "forwarded",
+	[CANCEL_UNMATCHED] = "unmatched",
+	[CANCEL_FAILED] = "failed",
+};
+
+const char *cancel_result_name(enum cancel_result r)
+{
+	return r < CANCEL_RESULTS ? cancel_result_names[r] : "unknown";
 }
 
 static const char *const protocol_error_names[PROTO_ERR_KINDS] = {
@@ -84,6 +96,7 @@ int worker_shared_init(struct worker_shared *sh)
 	pthread_mutex_init(&sh->deny_lock, NULL);
 	sh->deny_log.period = 10;
 	sh->deny_log.burst = 20;
+	cancel_registry_init(&sh->cancels);
 	if (RAND_bytes(sh->mock_secret, sizeof(sh->mock_secret)) != 1) {
 		log_error("no randomness for the mock verifier secret");
 		return -1;
@@ -95,6 +108,7 @@ void worker_shared_free(struct worker_shared *sh)
 {
 	OPENSSL_cleanse(sh->mock_secret, sizeof(sh->mock_secret));
 	pthread_mutex_destroy(&sh->deny_lock);
+	cancel_registry_free(&sh->cancels);
 }
 
 bool worker_deny_log_pass(struct worker_shared *sh, unsigned long *suppressed)
@@ -120,21 +134,8 @@ int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
 		log_error("cannot create the event loop");
 		return -1;
 	}
-	/*
-	 * The resolver reads /etc/resolv.conf and /etc/hosts; names of the
-	 * upstream are resolved anew for every connection, so DNS failover
-	 * (a managed database moving) is followed without a restart.
-	 */
-	w->dns = evdns_base_new(w->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-				EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	w->dns = net_dns_new(w->base);
 	if (!w->dns) {
-		/* No resolv.conf (minimal containers): numeric hosts and /etc/hosts still work. */
-		w->dns = evdns_base_new(w->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-		if (w->dns)
-			evdns_base_load_hosts(w->dns, NULL);
-	}
-	if (!w->dns) {
-		log_error("cannot create the DNS resolver");
 		event_base_free(w->base);
 		return -1;
 	}

@@ -15,6 +15,7 @@
 #include <time.h>
 
 #include "kdf.h"
+#include "cancel_registry.h"
 #include "slots.h"
 #include "upstream_cred.h"
 
@@ -67,6 +68,16 @@ enum protocol_error_kind {
 
 const char *protocol_error_kind_name(enum protocol_error_kind k);
 
+/* What became of a CancelRequest, for walgate_cancel_requests_total{result}. */
+enum cancel_result {
+	CANCEL_FORWARDED,		/* sent to its session's backend, the way the session's leg was opened */
+	CANCEL_UNMATCHED,		/* no session has that key: no upstream connection opened */
+	CANCEL_FAILED,			/* matched, but the connect or the TLS handshake failed */
+	CANCEL_RESULTS
+};
+
+const char *cancel_result_name(enum cancel_result r);
+
 /* At most `burst` events per `period` seconds pass; the rest are counted. */
 struct ratelimit {
 	int period;
@@ -90,7 +101,7 @@ struct worker_stats {
 	uint64_t bytes_server_to_client;
 	uint64_t protocol_errors[PROTO_ERR_KINDS];
 	uint64_t upstream_connect_failures;
-	uint64_t cancels_forwarded;
+	uint64_t cancels[CANCEL_RESULTS];
 	uint64_t sessions_closed_by_reload;
 	uint64_t tls_handshakes[2][2];		/* [leg: 0 client, 1 upstream][0 ok, 1 failed] */
 	uint64_t upstream_auth_refused[UPAUTH_REASONS];
@@ -113,6 +124,7 @@ struct worker_shared {
 	 * so that a reload does not change an unknown user's salt.
 	 */
 	uint8_t mock_secret[32];
+	struct cancel_registry cancels;	/* every worker's backend keys */
 	/*
 	 * The gce-metadata token source (upstream_cred.h): made at start, idle
 	 * unless some user's password comes from it, freed after the workers.

@@ -34,6 +34,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	/* an exact-size copy, so that any over-read is caught */
 	pkt = malloc(len);
 	memcpy(pkt, data, len);
+	if (pg_startup_parse(pkt, len, &st) == PG_STARTUP_OK && st.kind == PG_STARTUP_CANCEL_REQUEST) {
+		/* the whole key inside the packet, right after the pid */
+		if (st.cancel_key != pkt + 12 || st.cancel_key_len < 1 || st.cancel_key_len > 256 ||
+		    12 + st.cancel_key_len != len)
+			abort();
+	}
 	if (pg_startup_parse(pkt, len, &st) == PG_STARTUP_OK && st.kind == PG_STARTUP_MESSAGE) {
 		check_in(st.user, pkt, len);
 		check_in(st.database, pkt, len);

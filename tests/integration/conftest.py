@@ -145,6 +145,22 @@ def walgate_factory(request, pg):
         pytest.fail("walgate's sanitizers reported:\n" + "\n".join(reports), pytrace=False)
 
 
+@pytest.fixture
+def stand_in():
+    """stand_in(cls, *args, **kwargs) -> cls(*args, **kwargs), a scripted
+    peer (fake upstream, relay ...) whose close() is called after the test."""
+    made = []
+
+    def make(cls, *args, **kwargs):
+        obj = cls(*args, **kwargs)
+        made.append(obj)
+        return obj
+
+    yield make
+    for obj in made:
+        obj.close()
+
+
 SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "WARNING: ThreadSanitizer",
                      "runtime error:")
 

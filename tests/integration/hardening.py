@@ -1,6 +1,7 @@
-"""Shared by the hardening tests (test_hardening.py, test_soak.py): what
-kind of build walgate is, its memory and descriptors from /proc, paced
-reading, and waiting for log lines.
+"""Shared by the hardening tests (test_hardening.py, test_soak.py,
+test_hostile_relay.py): what kind of build walgate is, its memory and
+descriptors from /proc, the server seen blocked writing, paced reading,
+and waiting for log lines.
 
 Environment:
   WALGATE_TEST_SANITIZER    none, address or thread: the kind of build
@@ -121,17 +122,36 @@ def mib(kib):
     return f"{kib / 1024:.1f} MiB"
 
 
-class RssSampler:
-    """Samples a process's VmRSS every `interval` seconds in a thread, from
-    start() to stop(); max_kib is the highest sample."""
+class Poller:
+    """Calls self._run() in a daemon thread from start() to stop(); _run
+    loops until self._stop is set, waiting self.interval between rounds."""
 
-    def __init__(self, pid, interval=0.02):
-        self.pid = pid
+    def __init__(self, interval):
         self.interval = interval
-        self.max_kib = 0
-        self.samples = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self):
+        raise NotImplementedError
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(5)
+
+
+class RssSampler(Poller):
+    """Samples a process's VmRSS every `interval` seconds, from start() to
+    stop(); max_kib is the highest sample (stop() returns it)."""
+
+    def __init__(self, pid, interval=0.02):
+        super().__init__(interval)
+        self.pid = pid
+        self.max_kib = 0
+        self.samples = 0
 
     def _run(self):
         while not self._stop.is_set():
@@ -143,14 +163,37 @@ class RssSampler:
             self.samples += 1
             self._stop.wait(self.interval)
 
-    def start(self):
-        self._thread.start()
-        return self
-
     def stop(self):
-        self._stop.set()
-        self._thread.join(5)
+        super().stop()
         return self.max_kib
+
+
+class ClientWriteWatch(Poller):
+    """Polls pg_stat_activity for a backend of one application_name waiting
+    on ClientWrite: the server blocked because nobody reads (backpressure
+    reached PostgreSQL)."""
+
+    def __init__(self, cluster, application_name, interval=0.25):
+        super().__init__(interval)
+        self.cluster = cluster
+        self.app = application_name
+        self.polls = 0
+        self.blocked = 0
+
+    def _run(self):
+        conn = superuser_connect(self.cluster)
+        try:
+            with conn.cursor() as cur:
+                while not self._stop.is_set():
+                    cur.execute("SELECT wait_event FROM pg_stat_activity "
+                                "WHERE application_name = %s AND state = 'active'", (self.app,))
+                    rows = cur.fetchall()
+                    if rows:
+                        self.polls += 1
+                        self.blocked += sum(1 for (w,) in rows if w == "ClientWrite")
+                    self._stop.wait(self.interval)
+        finally:
+            conn.close()
 
 
 def paced_read(stream, rate, consume, chunk=64 * 1024):

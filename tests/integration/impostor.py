@@ -19,14 +19,12 @@ import functools
 import hashlib
 import hmac
 import os
-import socket
 import ssl
 import struct
-import threading
 
 import pgwire
+from loopback_server import LoopbackServer
 
-LOOPBACK = "127.0.0.1"
 IMPOSTOR_ROW = "impostor"
 
 
@@ -128,7 +126,7 @@ class Conn:
                           + message(b"C", b"SELECT 1\0") + message(b"Z", b"I"))
 
 
-class Impostor:
+class Impostor(LoopbackServer):
     def __init__(self, script, tls=None):
         self.script = script
         self.ctx = None
@@ -138,34 +136,16 @@ class Impostor:
             self.ctx.load_cert_chain(*tls)
             with open(tls[0]) as f:
                 self.cert_der = ssl.PEM_cert_to_DER_cert(f.read())
-        self.lock = threading.Lock()
         self.received = b""
         self.errors = []
         self.connections = 0
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind((LOOPBACK, 0))
-        self.sock.listen(64)
-        self.port = self.sock.getsockname()[1]
-        self.threads = []
-        self.accepter = threading.Thread(target=self._accept, daemon=True)
-        self.accepter.start()
+        super().__init__()
 
     def record(self, data):
         with self.lock:
             self.received += data
 
-    def _accept(self):
-        while True:
-            try:
-                conn, _ = self.sock.accept()
-            except OSError:
-                return
-            t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
-            self.threads.append(t)
-            t.start()
-
-    def _serve(self, conn):
+    def serve(self, conn):
         try:
             conn.settimeout(30)
             if pgwire.recv_exact(conn, 8) != pgwire.ssl_request():
@@ -190,12 +170,3 @@ class Impostor:
         finally:
             conn.close()
 
-    def close(self):
-        try:
-            self.sock.shutdown(socket.SHUT_RDWR)
-        except OSError:
-            pass
-        self.sock.close()
-        self.accepter.join(5)
-        for t in self.threads:
-            t.join(5)

@@ -2,14 +2,21 @@
 
 Builders for the first packets a client sends (StartupMessage, SSLRequest,
 GSSENCRequest, CancelRequest, a protocol 2.0 startup packet) and readers for
-what comes back (whole messages, ErrorResponse fields, end of stream).
+what comes back (whole messages, ErrorResponse fields, end of stream), and
+a whole login (SCRAM-SHA-256 or trust) with a simple query after it, for a
+client libpq cannot play (protocol 3.2 with libpq 15).
 """
 
+import base64
+import hashlib
+import hmac
+import os
 import socket
 import struct
 import time
 
 PROTOCOL_3_0 = 196608            # 3 << 16
+PROTOCOL_3_2 = 196610            # 3 << 16 | 2 (PostgreSQL 18)
 PROTOCOL_2_0 = 131072            # 2 << 16
 SSL_REQUEST_CODE = 80877103
 GSSENC_REQUEST_CODE = 80877104
@@ -36,7 +43,14 @@ def gssenc_request():
 
 
 def cancel_request(pid, key):
-    return struct.pack("!iiii", 16, CANCEL_REQUEST_CODE, pid, key)
+    """key: an int (protocol 3.0's 4 bytes) or bytes of any length (3.2)."""
+    if isinstance(key, int):
+        key = struct.pack("!I", key & 0xffffffff)
+    return struct.pack("!iiI", 12 + len(key), CANCEL_REQUEST_CODE, pid) + key
+
+
+def message(mtype, body):
+    return mtype.encode() + struct.pack("!i", len(body) + 4) + body
 
 
 def startup_packet_v2(user, database):
@@ -184,3 +198,104 @@ def proxy_v2(src, sport, dst, dport, tlvs=b""):
 def proxy_v2_local():
     """A v2 LOCAL header (a load balancer's own health check): no addresses."""
     return PROXY_V2_SIGNATURE + bytes([0x20, 0x00]) + struct.pack("!H", 0)
+
+
+# -- a whole login, then simple queries ----------------------------------------
+
+def _hmac(key, text):
+    return hmac.new(key, text, hashlib.sha256).digest()
+
+
+class Login:
+    """What the server sent during a login: NegotiateProtocolVersion (newest
+    minor, unrecognized options), BackendKeyData (pid, key bytes), and the
+    ParameterStatus values."""
+
+    def __init__(self):
+        self.negotiated = None
+        self.pid = None
+        self.key = None
+        self.params = {}
+        self.auth = []
+
+
+def _scram(sock, password, mechanisms):
+    if "SCRAM-SHA-256" not in mechanisms:
+        raise AssertionError(f"no SCRAM-SHA-256 in {mechanisms}")
+    nonce = base64.b64encode(os.urandom(18)).decode()
+    first_bare = f"n=,r={nonce}"
+    first = ("n,," + first_bare).encode()
+    sock.sendall(message("p", b"SCRAM-SHA-256\0" + struct.pack("!i", len(first)) + first))
+    mtype, body = read_message(sock)
+    if mtype == "E":
+        raise AssertionError(parse_error_fields(body))
+    code, server_first = auth_request(body)
+    assert (mtype, code) == ("R", 11), (mtype, body)
+    attrs = dict(kv.split("=", 1) for kv in server_first.decode().split(","))
+    salted = hashlib.pbkdf2_hmac("sha256", password.encode(), base64.b64decode(attrs["s"]),
+                                 int(attrs["i"]))
+    final_bare = f"c=biws,r={attrs['r']}"
+    auth_message = f"{first_bare},{server_first.decode()},{final_bare}".encode()
+    client_key = _hmac(salted, b"Client Key")
+    signature = _hmac(hashlib.sha256(client_key).digest(), auth_message)
+    proof = bytes(a ^ b for a, b in zip(client_key, signature))
+    final = f"{final_bare},p={base64.b64encode(proof).decode()}".encode()
+    sock.sendall(message("p", final))
+    mtype, body = read_message(sock)
+    if mtype == "E":
+        raise AssertionError(parse_error_fields(body))
+    code, server_final = auth_request(body)
+    assert (mtype, code) == ("R", 12), (mtype, body)
+    expected = _hmac(_hmac(salted, b"Server Key"), auth_message)
+    assert server_final.decode() == "v=" + base64.b64encode(expected).decode(), server_final
+
+
+def login(sock, params, password=None, protocol=PROTOCOL_3_0):
+    """Send a StartupMessage and go through the login to ReadyForQuery.
+    Returns a Login; an ErrorResponse raises AssertionError with its fields."""
+    sock.sendall(startup_message(params, protocol))
+    got = Login()
+    while True:
+        mtype, body = read_message(sock)
+        if mtype == "E":
+            raise AssertionError(parse_error_fields(body))
+        if mtype == "v":
+            minor, count = struct.unpack("!ii", body[:8])
+            names = [n.decode() for n in body[8:].split(b"\0")[:count]]
+            got.negotiated = (minor, names)
+        elif mtype == "R":
+            code, rest = auth_request(body)
+            got.auth.append(code)
+            if code == AUTH_SASL:
+                _scram(sock, password, sasl_mechanisms(rest))
+        elif mtype == "K":
+            got.pid = struct.unpack("!I", body[:4])[0]
+            got.key = body[4:]
+        elif mtype == "S":
+            name, value = body.split(b"\0")[:2]
+            got.params[name.decode()] = value.decode()
+        elif mtype == "Z":
+            return got
+
+
+def simple_query(sock, sql):
+    """Run sql; returns the rows as lists of str (None for NULL), or raises
+    AssertionError with the ErrorResponse's fields."""
+    sock.sendall(message("Q", sql.encode() + b"\0"))
+    rows, error = [], None
+    while True:
+        mtype, body = read_message(sock)
+        if mtype == "D":
+            n, pos, row = struct.unpack("!h", body[:2])[0], 2, []
+            for _ in range(n):
+                size = struct.unpack("!i", body[pos:pos + 4])[0]
+                pos += 4
+                row.append(None if size < 0 else body[pos:pos + size].decode())
+                pos += max(size, 0)
+            rows.append(row)
+        elif mtype == "E":
+            error = parse_error_fields(body)
+        elif mtype == "Z":
+            if error:
+                raise AssertionError(error)
+            return rows

@@ -30,9 +30,10 @@ from clients import client_env, conn_args, drop_slot, superuser_connect
 from pgcluster import pg_bin
 
 
-from hardening import (ACTIVE_REPLICATION, CONFIG_GENERATION, MIB, RELOADED_LINE, RssSampler,
-                       assert_clean_exit, build_profile, env_number, mib, proc_status_kib,
-                       read_program, superuser_session, wait_log_count)
+from hardening import (ACTIVE_REPLICATION, CONFIG_GENERATION, MIB, RELOADED_LINE,
+                       ClientWriteWatch, RssSampler, assert_clean_exit, build_profile,
+                       env_number, mib, proc_status_kib, read_program, superuser_session,
+                       wait_log_count)
 
 # --------------------------------------------------------------------------
 # 1. backpressure: a slow reader of a large COPY
@@ -46,44 +47,6 @@ def copy_sql(size_mib):
     rows = size_mib * MIB // SLOW_ROW
     return (f"COPY (SELECT lpad(g::text, 10, '0'), repeat('x', {SLOW_ROW - 12}) "
             f"FROM generate_series(1, {rows}) g) TO STDOUT"), rows * SLOW_ROW
-
-
-class ClientWriteWatch:
-    """Polls pg_stat_activity for a backend of one application_name waiting
-    on ClientWrite: the server blocked because nobody reads (backpressure
-    reached PostgreSQL)."""
-
-    def __init__(self, cluster, application_name, interval=0.25):
-        self.cluster = cluster
-        self.app = application_name
-        self.interval = interval
-        self.polls = 0
-        self.blocked = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self):
-        conn = superuser_connect(self.cluster)
-        try:
-            with conn.cursor() as cur:
-                while not self._stop.is_set():
-                    cur.execute("SELECT wait_event FROM pg_stat_activity "
-                                "WHERE application_name = %s AND state = 'active'", (self.app,))
-                    rows = cur.fetchall()
-                    if rows:
-                        self.polls += 1
-                        self.blocked += sum(1 for (w,) in rows if w == "ClientWrite")
-                    self._stop.wait(self.interval)
-        finally:
-            conn.close()
-
-    def start(self):
-        self._thread.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        self._thread.join(5)
 
 
 @pytest.mark.walgate_only

@@ -288,17 +288,8 @@ class FakeTLSUpstream:
 
 
 @pytest.fixture
-def fake_tls_upstream():
-    made = []
-
-    def make(*args, **kwargs):
-        f = FakeTLSUpstream(*args, **kwargs)
-        made.append(f)
-        return f
-
-    yield make
-    for f in made:
-        f.close()
+def fake_tls_upstream(stand_in):
+    return lambda *args, **kwargs: stand_in(FakeTLSUpstream, *args, **kwargs)
 
 
 # --------------------------------------------------------------------------

@@ -309,6 +309,39 @@ static void test_parse_malformed(void **state)
 	assert_int_equal(parse_exact(no_final, sizeof(no_final)), 0);
 }
 
+/* BackendKeyData: 4-byte keys (3.0), 32-byte keys (PostgreSQL 18), the bounds */
+static void test_parse_backend_key(void **state)
+{
+	static const uint8_t v30[8] = { 0, 0, 0x30, 0x39, 0xde, 0xad, 0xbe, 0xef };
+	uint8_t buf[4 + PG_CANCEL_KEY_MAX + 1];
+	const uint8_t *key;
+	size_t key_len, len;
+	uint32_t pid;
+
+	(void)state;
+	assert_int_equal(pg_parse_backend_key(v30, sizeof(v30), &pid, &key, &key_len), 0);
+	assert_int_equal(pid, 12345);
+	assert_int_equal(key_len, 4);
+	assert_ptr_equal(key, v30 + 4);
+	for (len = 0; len < sizeof(buf); len++)
+		buf[len] = (uint8_t)len;
+	assert_int_equal(pg_parse_backend_key(buf, 36, &pid, &key, &key_len), 0);
+	assert_int_equal(pid, 0x00010203u);
+	assert_int_equal(key_len, 32);
+	assert_memory_equal(key, buf + 4, 32);
+	for (len = 0; len <= sizeof(buf); len++) {
+		int want = (len >= 5 && len <= 4 + PG_CANCEL_KEY_MAX) ? 0 : -1;
+		uint8_t *copy = malloc(len > 0 ? len : 1);
+
+		assert_non_null(copy);
+		memcpy(copy, buf, len < sizeof(buf) ? len : sizeof(buf));
+		assert_int_equal(pg_parse_backend_key(copy, len, &pid, &key, &key_len), want);
+		if (want == 0)
+			assert_int_equal(key_len, len - 4);
+		free(copy);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -323,6 +356,7 @@ int main(void)
 		cmocka_unit_test(test_parse_prefers_v),
 		cmocka_unit_test(test_parse_empty_list),
 		cmocka_unit_test(test_parse_malformed),
+		cmocka_unit_test(test_parse_backend_key),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

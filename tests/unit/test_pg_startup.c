@@ -131,8 +131,54 @@ static void test_cancel_request(void **state)
 	assert_int_equal(s.code, PG_CANCEL_REQUEST_CODE);
 	assert_int_equal(s.length, 16);
 	assert_int_equal(s.cancel_pid, 12345);
-	assert_int_equal(s.cancel_key, 0xdeadbeefu);
+	assert_int_equal(s.cancel_key_len, 4);
+	assert_ptr_equal(s.cancel_key, pkt + 12);
+	assert_memory_equal(s.cancel_key, "\xde\xad\xbe\xef", 4);
 	assert_null(s.user);
+}
+
+/* Protocol 3.2 (PostgreSQL 18): the 32-byte key its servers hand out. */
+static void test_cancel_request_v32_key(void **state)
+{
+	static const uint8_t pkt[44] = {
+		0x00, 0x00, 0x00, 0x2c, 0x04, 0xd2, 0x16, 0x2e,
+		0x00, 0x01, 0x02, 0x03,		/* pid 66051 */
+		0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,
+		16, 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31,
+	};
+	struct pg_startup s;
+
+	(void)state;
+	assert_int_equal(pg_startup_parse(pkt, sizeof(pkt), &s), PG_STARTUP_OK);
+	assert_int_equal(verdict_exact(pkt, sizeof(pkt)), PG_STARTUP_OK);
+	assert_int_equal(s.kind, PG_STARTUP_CANCEL_REQUEST);
+	assert_int_equal(s.length, 44);
+	assert_int_equal(s.cancel_pid, 66051);
+	assert_int_equal(s.cancel_key_len, 32);
+	assert_memory_equal(s.cancel_key, pkt + 12, 32);
+}
+
+/* Key lengths at the edges: 1 and 256 pass, 0 and 257 do not (as in PostgreSQL 18). */
+static void test_cancel_request_key_bounds(void **state)
+{
+	uint8_t buf[12 + PG_CANCEL_KEY_MAX + 1];
+	struct pg_startup s;
+	uint32_t keylen;
+
+	(void)state;
+	memset(buf, 0xa5, sizeof(buf));
+	pg_put_u32(buf + 4, PG_CANCEL_REQUEST_CODE);
+	for (keylen = 0; keylen <= PG_CANCEL_KEY_MAX + 1; keylen++) {
+		bool fits = keylen >= 1 && keylen <= PG_CANCEL_KEY_MAX;
+
+		pg_put_u32(buf, 12 + keylen);
+		assert_int_equal(verdict_exact(buf, 12 + keylen),
+				 fits ? PG_STARTUP_OK : PG_STARTUP_MALFORMED);
+		assert_int_equal(pg_startup_parse(buf, 12 + keylen, &s),
+				 fits ? PG_STARTUP_OK : PG_STARTUP_MALFORMED);
+		if (fits)
+			assert_int_equal(s.cancel_key_len, keylen);
+	}
 }
 
 static void test_request_wrong_size(void **state)
@@ -153,15 +199,15 @@ static void test_request_wrong_size(void **state)
 	assert_int_equal(verdict_exact(buf, n), PG_STARTUP_MALFORMED);
 	assert_int_equal(s.kind, PG_STARTUP_GSSENC_REQUEST);
 
-	/* a CancelRequest without its key, then one with a longer key */
+	/* a CancelRequest without its key; an 8-byte key is fine (protocol 3.2) */
 	n = MKPKT(buf, PG_CANCEL_REQUEST_CODE, "\0\0\x30\x39");
 	assert_int_equal(pg_startup_parse(buf, n, &s), PG_STARTUP_MALFORMED);
 	assert_int_equal(verdict_exact(buf, n), PG_STARTUP_MALFORMED);
 	assert_int_equal(s.kind, PG_STARTUP_CANCEL_REQUEST);
 	n = MKPKT(buf, PG_CANCEL_REQUEST_CODE, "\0\0\x30\x39\1\2\3\4\5\6\7\x8");
 	assert_int_equal(n, 20);
-	assert_int_equal(pg_startup_parse(buf, n, &s), PG_STARTUP_MALFORMED);
-	assert_int_equal(verdict_exact(buf, n), PG_STARTUP_MALFORMED);
+	assert_int_equal(pg_startup_parse(buf, n, &s), PG_STARTUP_OK);
+	assert_int_equal(s.cancel_key_len, 8);
 	/* 8 bytes: the code alone */
 	n = MKPKT(buf, PG_CANCEL_REQUEST_CODE, "");
 	assert_int_equal(pg_startup_parse(buf, n, &s), PG_STARTUP_MALFORMED);
@@ -522,6 +568,8 @@ int main(void)
 		cmocka_unit_test(test_ssl_request),
 		cmocka_unit_test(test_gssenc_request),
 		cmocka_unit_test(test_cancel_request),
+		cmocka_unit_test(test_cancel_request_v32_key),
+		cmocka_unit_test(test_cancel_request_key_bounds),
 		cmocka_unit_test(test_request_wrong_size),
 		cmocka_unit_test(test_startup_v30),
 		cmocka_unit_test(test_startup_minimal),
