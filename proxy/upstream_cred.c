@@ -12,6 +12,7 @@
 #include <openssl/crypto.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "token_source.h"
@@ -46,16 +47,26 @@ bool cred_spec_parse(const char *spec, enum cred_kind *kind, char *why, size_t w
 	return true;
 }
 
-/* The first line of path, without its line end; refused when empty or longer than out. */
+/*
+ * The first line of path, without its line end; refused when empty or
+ * longer than out. Only a regular file: a FIFO or a device could block the
+ * worker's loop (opened without blocking, then checked).
+ */
 static bool read_first_line(const char *path, char *out, size_t cap, char *why, size_t whylen)
 {
-	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+	int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+	struct stat st;
 	ssize_t n;
 	size_t len, line_len;
 	char *end;
 
 	if (fd < 0) {
 		snprintf(why, whylen, "cannot open %s: %s", path, strerror(errno));
+		return false;
+	}
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) {
+		snprintf(why, whylen, "%s is not a regular file", path);
+		close(fd);
 		return false;
 	}
 	n = read(fd, out, cap - 1);

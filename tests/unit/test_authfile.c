@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <cmocka.h>
 
@@ -145,6 +146,13 @@ static void test_sources(void **state)
 	snprintf(spec, sizeof(spec), "file:%s", path);
 	assert_false(cred_fetch(spec, NULL, out, sizeof(out), why, sizeof(why)));
 	assert_non_null(strstr(why, "cannot open"));
+	/* a FIFO with no writer would block a plain open(): refused at once */
+	assert_int_equal(mkfifo(path, 0600), 0);
+	assert_false(cred_fetch(spec, NULL, out, sizeof(out), why, sizeof(why)));
+	assert_non_null(strstr(why, "not a regular file"));
+	unlink(path);
+	assert_false(cred_fetch("file:/dev/zero", NULL, out, sizeof(out), why, sizeof(why)));
+	assert_non_null(strstr(why, "not a regular file"));
 	assert_false(cred_fetch("gce-metadata", NULL, out, sizeof(out), why, sizeof(why)));
 	assert_non_null(strstr(why, "not running"));
 }
