@@ -27,7 +27,8 @@ import pytest
 
 from clients import drop_slot, superuser_connect
 from pgcluster import TEST_DB, free_port
-from test_auth import certs, raw_login_fails, scram_walgate, write_auth_file  # noqa: F401
+from test_auth import (certs, make_verifier, raw_login_fails, scram_walgate,  # noqa: F401
+                       write_auth_file)
 
 pytestmark = pytest.mark.walgate_only
 
@@ -370,7 +371,8 @@ def test_alloydb_style_cleartext_for_all_users(walgate_factory, certs, tmp_path,
     t1 = new_token("T1")
     iam_cleartext_hba(t1)
     metadata.set(token=t1)
-    path = write_auth_file(tmp_path / "users.txt", [(CLIENT, CLIENT_PW)])
+    # the client's secret a verifier: the token, not a ClientKey, goes upstream
+    path = write_auth_file(tmp_path / "users.txt", [(CLIENT, make_verifier(CLIENT_PW))])
     auth = {"upstream_user": IAM_ROLE, "upstream_password": "gce-metadata",
             "token_url": metadata.url}
     wg = scram_walgate(walgate_factory, certs, path, auth_extra=auth)
