@@ -71,7 +71,6 @@ static void arm(struct token_source *ts, int64_t seconds)
 static int64_t refresh_after(const struct token_source *ts, int64_t life)
 {
 	int64_t ahead = life - ts->margin_s;
-
 	int64_t after = ahead > life / 2 ? ahead : life / 2;
 
 	return after < REFRESH_MAX_S ? after : REFRESH_MAX_S;
