@@ -386,8 +386,6 @@ static bool validate(struct load_ctx *ctx)
 		return refuse(ctx, "auth", "upstream_password", "%s", why);
 	if (!token_url_check(cfg->token_url, why, sizeof(why)))
 		return refuse(ctx, "auth", "token_url", "%s", why);
-	if (cfg->upstream_user && !*cfg->upstream_user)
-		return refuse(ctx, "auth", "upstream_user", "is empty: leave it out for the client's user");
 	if (cfg->server_channel_binding == SERVER_CBIND_REQUIRE && cfg->server_tls == SERVER_TLS_DISABLE)
 		return refuse(ctx, "tls", "server_channel_binding", "require needs TLS: server_tls is disable");
 	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted)

@@ -27,6 +27,7 @@ import pytest
 
 from clients import drop_slot, superuser_connect
 from pgcluster import TEST_DB, free_port
+from walgate import run_walgate
 from test_auth import (certs, make_verifier, raw_login_fails, scram_walgate,  # noqa: F401
                        write_auth_file)
 
@@ -419,3 +420,25 @@ def test_reload_starts_and_stops_the_token_source(walgate_factory, certs, tmp_pa
     status, _, _ = wg.http("/readyz")
     assert status == 200
     assert_no_secret(wg, t1)
+
+
+@pytest.mark.parametrize("key, value, reason", [
+    ("UPSTREAM_PASSWORD", "token", "UPSTREAM_PASSWORD: \"token\": expected auth-file"),
+    ("UPSTREAM_PASSWORD", "file:relative/path", "file:/absolute/path"),
+    ("TOKEN_URL", "https://metadata.google.internal/token", "is not http://host[:port]/path"),
+    ("UPSTREAM_USER", "", "UPSTREAM_USER: invalid value \"\": must not be empty"),
+])
+def test_bad_settings_refused(walgate_binary, key, value, reason):
+    env = {"WALGATE_UPSTREAM_HOST": "127.0.0.1", "WALGATE_ACCESS_ALLOW": "127.0.0.1",
+           f"WALGATE_AUTH_{key}": value}
+    proc = run_walgate("--check-config", env=env)
+    assert proc.returncode == 1 and reason in proc.stderr, (proc.returncode, proc.stderr)
+
+
+def test_bad_auth_file_option_refused(walgate_binary, tmp_path):
+    path = write_auth_file(tmp_path / "users.txt", [], extra_lines=[
+        f'"{CLIENT}" "{CLIENT_PW}" upstream_pasword="gce-metadata"'])
+    env = {"WALGATE_UPSTREAM_HOST": "127.0.0.1", "WALGATE_ACCESS_ALLOW": "127.0.0.1",
+           "WALGATE_AUTH_AUTH": "scram", "WALGATE_AUTH_AUTH_FILE": path}
+    proc = run_walgate("--check-config", env=env)
+    assert proc.returncode == 1 and f"{path}:2: unknown option" in proc.stderr, proc.stderr
