@@ -3,7 +3,8 @@
  *
  * Syntax as PgBouncer's userlist.txt: "name" "secret" per line, a doubled
  * quote inside a string stands for one, lines starting with ';' or '#'
- * and blank lines are ignored. Plaintext passwords are turned into
+ * and blank lines are ignored; key="value" options may follow the two
+ * strings (authfile.h). Plaintext passwords are turned into
  * verifiers once, here, with a fresh salt: the exchange with clients then
  * looks the same whichever form the file holds.
  */
@@ -17,6 +18,7 @@
 #include <sys/stat.h>
 
 #include "saslprep.h"
+#include "upstream_cred.h"
 
 #define LINE_MAX_LEN 4096
 
@@ -45,6 +47,62 @@ static bool take_quoted(const char **p, char *out, size_t cap)
 	out[n] = '\0';
 	*p = s + 1;
 	return n > 0;
+}
+
+static bool blank_rest(const char *s);
+
+static bool set_option(struct auth_user *u, const char *key, const char *value, const char **why)
+{
+	char **slot = !strcmp(key, "upstream_user") ? &u->upstream_user :
+		      !strcmp(key, "upstream_password") ? &u->upstream_password : NULL;
+	enum cred_kind kind;
+	char unused[300];
+
+	if (!slot) {
+		*why = "unknown option: expected upstream_user or upstream_password";
+		return false;
+	}
+	if (*slot) {
+		*why = "option given twice";
+		return false;
+	}
+	if (slot == &u->upstream_password && !cred_spec_parse(value, &kind, unused, sizeof(unused))) {
+		*why = "upstream_password: expected auth-file, file:/absolute/path or gce-metadata";
+		return false;
+	}
+	if (!(*slot = strdup(value))) {
+		*why = "out of memory";
+		return false;
+	}
+	return true;
+}
+
+/* key="value" ... after the secret, to the end of the line. */
+static bool take_options(struct auth_user *u, const char *p, const char **why)
+{
+	char key[32], value[1024];
+	size_t n;
+
+	while (!blank_rest(p)) {
+		while (*p == ' ' || *p == '\t')
+			p++;
+		for (n = 0; (p[n] >= 'a' && p[n] <= 'z') || p[n] == '_'; n++)
+			;
+		if (n == 0 || n >= sizeof(key) || p[n] != '=') {
+			*why = "expected key=\"value\" after \"name\" \"secret\"";
+			return false;
+		}
+		memcpy(key, p, n);
+		key[n] = '\0';
+		p += n + 1;
+		if (*p != '"' || !take_quoted(&p, value, sizeof(value))) {
+			*why = "an option's value must be a non-empty quoted string";
+			return false;
+		}
+		if (!set_option(u, key, value, why))
+			return false;
+	}
+	return true;
 }
 
 static bool blank_rest(const char *s)
@@ -81,6 +139,18 @@ static const char *make_user(struct auth_user *u, const char *name, const char *
 	if (!(u->name = strdup(name)))
 		return "out of memory";
 	return NULL;
+}
+
+static void free_user(struct auth_user *u)
+{
+	free(u->name);
+	if (u->password) {
+		OPENSSL_cleanse(u->password, strlen(u->password));
+		free(u->password);
+	}
+	free(u->upstream_user);
+	free(u->upstream_password);
+	OPENSSL_cleanse(&u->verifier, sizeof(u->verifier));
 }
 
 static int by_name(const void *a, const void *b)
@@ -140,7 +210,7 @@ static bool add_line(struct auth_users *users, const char *line, const char **wh
 	struct auth_user *grown;
 
 	if (!take_quoted(&line, name, sizeof(name)) || !take_quoted(&line, secret, sizeof(secret)) ||
-	    !blank_rest(line)) {
+	    (!blank_rest(line) && *line != ' ' && *line != '\t')) {
 		*why = "expected \"name\" \"secret\"";
 		return false;
 	}
@@ -156,9 +226,8 @@ static bool add_line(struct auth_users *users, const char *line, const char **wh
 	users->v = grown;
 	*why = make_user(&users->v[users->n], name, secret);
 	OPENSSL_cleanse(secret, sizeof(secret));
-	if (*why) {
-		free(users->v[users->n].name);
-		free(users->v[users->n].password);
+	if (*why || !take_options(&users->v[users->n], line, why)) {
+		free_user(&users->v[users->n]);
 		return false;
 	}
 	users->n++;
@@ -203,6 +272,19 @@ fail:
 	return NULL;
 }
 
+bool auth_users_use_source(const struct auth_users *users, int cred_kind)
+{
+	enum cred_kind kind;
+	char unused[300];
+
+	for (size_t i = 0; users && i < users->n; i++)
+		if (users->v[i].upstream_password &&
+		    cred_spec_parse(users->v[i].upstream_password, &kind, unused, sizeof(unused)) &&
+		    (int)kind == cred_kind)
+			return true;
+	return false;
+}
+
 const struct auth_user *auth_users_find(const struct auth_users *users, const char *name)
 {
 	struct auth_user key = { .name = (char *)name };
@@ -216,14 +298,8 @@ void auth_users_free(struct auth_users *users)
 {
 	if (!users)
 		return;
-	for (size_t i = 0; i < users->n; i++) {
-		free(users->v[i].name);
-		if (users->v[i].password) {
-			OPENSSL_cleanse(users->v[i].password, strlen(users->v[i].password));
-			free(users->v[i].password);
-		}
-		OPENSSL_cleanse(&users->v[i].verifier, sizeof(users->v[i].verifier));
-	}
+	for (size_t i = 0; i < users->n; i++)
+		free_user(&users->v[i]);
 	free(users->v);
 	free(users);
 }

@@ -4,10 +4,18 @@
  * verifier as pg_authid stores it or a plaintext password. A plaintext
  * password goes through SASLprep (saslprep.h) before its verifier is
  * derived, as PostgreSQL's own verifiers are.
+ *
+ * Options may follow the two strings, each key="value" (a doubled quote
+ * inside stands for one), to log in upstream otherwise than as the client:
+ *   upstream_user="sa@project.iam"         the upstream role's name;
+ *   upstream_password="file:/run/pw"       where its password comes from
+ *                                          (upstream_cred.h).
+ * They override [auth] upstream_user and upstream_password for this user.
  */
 #ifndef WALGATE_AUTHFILE_H
 #define WALGATE_AUTHFILE_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -17,6 +25,8 @@ struct auth_user {
 	char *name;
 	char *password;			/* NULL when the file holds a verifier */
 	struct scram_verifier verifier;	/* derived at load time from a password */
+	char *upstream_user;		/* option, or NULL: [auth] upstream_user */
+	char *upstream_password;	/* option (a source spec), or NULL: [auth] upstream_password */
 };
 
 struct auth_users {
@@ -37,6 +47,8 @@ struct auth_users {
  * verifier. NULL with "path:line: reason" in err.
  */
 struct auth_users *auth_users_load(const char *path, char *err, size_t errlen);
+/* Does any user's upstream_password option name a source of this kind? */
+bool auth_users_use_source(const struct auth_users *users, int cred_kind);
 const struct auth_user *auth_users_find(const struct auth_users *users, const char *name);
 void auth_users_free(struct auth_users *users);
 

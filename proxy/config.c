@@ -9,6 +9,8 @@
  */
 #include "config_int.h"
 #include "allowlist.h"
+#include "token_source.h"
+#include "upstream_cred.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -59,6 +61,13 @@ static const struct config_key config_keys[] = {
 	{ "auth", "auth_file", KT_FILE, OFF(auth_file), NULL, 0, 0, true, NULL },
 	{ "auth", "server_auth_methods", KT_FLAGS, OFF(server_auth_methods), "scram-sha-256", 0, 0, true,
 	  "scram-sha-256|md5|password|none" },
+	{ "auth", "upstream_user", KT_STRING, OFF(upstream_user), NULL, 0, 0, true, NULL },
+	{ "auth", "upstream_password", KT_STRING, OFF(upstream_password), "auth-file", 0, 0, true, NULL },
+	{ "auth", "token_url", KT_STRING, OFF(token_url),
+	  "http://169.254.169.254/computeMetadata/v1/instance/service-accounts/default/token",
+	  0, 0, true, NULL },
+	{ "auth", "token_refresh_margin", KT_DURATION, OFF(token_refresh_margin_ms), "5min", 0, DAY_MS,
+	  true, NULL },
 	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
 	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
 	{ "metrics", "slot_expiry", KT_DURATION, OFF(slot_expiry_ms), "5min", 0, DAY_MS, true, NULL },
@@ -339,6 +348,8 @@ static bool check_files(struct load_ctx *ctx)
 static bool validate(struct load_ctx *ctx)
 {
 	struct config *cfg = ctx->cfg;
+	enum cred_kind cred;
+	char why[300];
 
 	if (cfg->listen.n == 0)
 		return refuse(ctx, "walgate", "listen", "needs at least one address");
@@ -371,6 +382,10 @@ static bool validate(struct load_ctx *ctx)
 			    cfg->server_tls != SERVER_TLS_DISABLE ? AUTH_SCRAM : AUTH_PASSTHROUGH;
 	if (cfg->auth == AUTH_SCRAM && !cfg->auth_file)
 		return refuse(ctx, "auth", "auth", "scram needs auth_file: the users walgate authenticates");
+	if (!cred_spec_parse(cfg->upstream_password, &cred, why, sizeof(why)))
+		return refuse(ctx, "auth", "upstream_password", "%s", why);
+	if (!token_url_check(cfg->token_url, why, sizeof(why)))
+		return refuse(ctx, "auth", "token_url", "%s", why);
 	if (cfg->server_channel_binding == SERVER_CBIND_REQUIRE && cfg->server_tls == SERVER_TLS_DISABLE)
 		return refuse(ctx, "tls", "server_channel_binding", "require needs TLS: server_tls is disable");
 	if (cfg->proxy_protocol && !cfg->proxy_protocol_trusted)

@@ -113,6 +113,10 @@ struct config {
 	int auth_configured;		/* as written, auto included */
 	char *auth_file;
 	int server_auth_methods;	/* enum server_auth_method bits */
+	char *upstream_user;		/* NULL: the client's user (an auth-file option overrides) */
+	char *upstream_password;	/* a source (upstream_cred.h), default "auth-file" */
+	char *token_url;		/* gce-metadata: the metadata server's token URL */
+	int64_t token_refresh_margin_ms;	/* gce-metadata: refresh this long before expiry */
 
 	/* [metrics] */
 	struct config_addr_list metrics_listen;	/* may be empty: endpoint off */

@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "authfile.h"
 #include "config.h"
 #include "generation.h"
 #include "listener.h"
@@ -26,6 +27,8 @@
 #include "metrics.h"
 #include "modes.h"
 #include "monitor.h"
+#include "token_source.h"
+#include "upstream_cred.h"
 #include "probe.h"
 #include "sdnotify.h"
 #include "walgate_version.h"
@@ -141,6 +144,29 @@ static void on_accept(void *arg, int fd, const struct sockaddr *peer, socklen_t 
 	workers_dispatch(app->workers, fd, peer, len);
 }
 
+/* The token source fetches only while some user's password comes from it. */
+static bool configure_tokens(struct app *app, const struct generation *g)
+{
+	struct token_source *ts = app->shared.tokens;
+	enum cred_kind kind = CRED_AUTH_FILE;
+	char err[400];
+	bool needed;
+
+	(void)cred_spec_parse(g->cfg->upstream_password, &kind, err, sizeof(err));
+	needed = g->cfg->auth == AUTH_SCRAM &&
+		 (kind == CRED_GCE_METADATA || auth_users_use_source(g->auth_users, CRED_GCE_METADATA));
+	if (!needed) {
+		token_source_halt(ts);
+		return true;
+	}
+	if (!token_source_configure(ts, g->cfg->token_url, g->cfg->token_refresh_margin_ms / 1000,
+				    err, sizeof(err))) {
+		log_error("[auth] token_url: %s", err);
+		return false;
+	}
+	return true;
+}
+
 static void warn_relayed_auth(const struct generation *g)
 {
 	if (g->tls_server && g->tls_client && g->cfg->auth == AUTH_PASSTHROUGH)
@@ -181,6 +207,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	generation_publish(g);
 	workers_reload(app->workers);
 	monitor_reconfigure(app->monitor, g->cfg);
+	configure_tokens(app, g);
 	modes_log(g);
 	warn_relayed_auth(g);
 	sdnotify_reloaded(g->cfg->generation, 1);
@@ -280,6 +307,8 @@ static void free_app(struct app *app)
 			event_free(evs[i]);
 	workers_stop(app->workers);
 	monitor_stop(app->monitor);
+	token_source_free(app->shared.tokens);	/* after the last loop pass, which may run its fetch */
+	app->shared.tokens = NULL;
 	metrics_stop(app->metrics);
 	if (app->base)
 		event_base_free(app->base);
@@ -350,6 +379,8 @@ static int run(struct app *app, struct config *cfg)
 	generation_publish(g);
 	modes_log(g);
 	warn_relayed_auth(g);
+	if (!(app->shared.tokens = token_source_new(app->base)) || !configure_tokens(app, g))
+		return 1;
 	if (add_signals(app) < 0 ||
 	    !(app->workers = workers_start(app->base, worker_count(cfg), &app->shared, &cb)) ||
 	    !(app->listeners = listeners_open(app->base, cfg, on_accept, app)) ||

@@ -7,6 +7,8 @@
  * snapshot (workers.h) and answers once all have given theirs, so the
  * relay's hot path only bumps plain integers of its own thread.
  */
+#include "token_source.h"
+#include "upstream_cred.h"
 #include "metrics.h"
 
 #include <event2/buffer.h>
@@ -117,6 +119,35 @@ static void render_tls(struct evbuffer *b, const struct worker_stats *st, const 
 	}
 }
 
+/* The upstream password's sources (upstream_cred.h); the token source's only while in use. */
+static void render_credentials(struct evbuffer *b, const struct worker_stats *st,
+			       struct token_source *tokens)
+{
+	struct token_source_view v;
+	char labels[48];
+
+	metrics_family(b, "walgate_upstream_credential_failures_total", "counter",
+	       "Logins refused because the upstream password's source gave none (file, gce-metadata), "
+	       "plus failed token fetches (gce-metadata).");
+	if (tokens)
+		token_source_view(tokens, &v);
+	for (int k = CRED_FILE; k < CRED_KINDS; k++) {
+		uint64_t n = st->upstream_credential_failures[k];
+
+		if (k == CRED_GCE_METADATA && tokens)
+			n += v.failures;
+		snprintf(labels, sizeof(labels), "source=\"%s\"", cred_kind_name((enum cred_kind)k));
+		sample(b, "walgate_upstream_credential_failures_total", labels, (double)n);
+	}
+	if (!tokens || !v.active)
+		return;
+	metrics_family(b, "walgate_upstream_credential_expiry_timestamp_seconds", "gauge",
+	       "When the upstream password from a source expires, in seconds since the epoch "
+	       "(0: none held).");
+	sample(b, "walgate_upstream_credential_expiry_timestamp_seconds", "source=\"gce-metadata\"",
+	       v.valid ? v.expiry_unix : 0);
+}
+
 static void render(struct evbuffer *b, const struct metrics_server *m, const struct worker_snapshot *snap)
 {
 	const struct config *cfg = config_current();
@@ -130,6 +161,7 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	sample(b, "walgate_workers", NULL, workers_count(m->workers));
 	render_connections(b, snap);
 	render_tls(b, st, generation_current());
+	render_credentials(b, st, m->shared->tokens);
 	metrics_family(b, "walgate_protocol_errors_total", "counter",
 	       "Messages that broke the protocol, by kind (client, upstream, replication_command, "
 	       "replication_stream, pgoutput).");
@@ -209,15 +241,34 @@ static void reply_text(struct evhttp_request *req, int code, const char *reason,
 	evbuffer_free(b);
 }
 
-static bool is_ready(const struct metrics_server *m)
+/* A token source in use without a valid token: logins that need it fail. */
+static bool tokens_missing(const struct metrics_server *m, struct token_source_view *v)
 {
-	return m->accepting && atomic_load(&m->shared->upstream_reachable) != 0;
+	if (!m->shared->tokens)
+		return false;
+	token_source_view(m->shared->tokens, v);
+	return v->active && !v->valid;
 }
 
-static const char *not_ready_reason(const struct metrics_server *m)
+static bool is_ready(const struct metrics_server *m)
 {
+	struct token_source_view v;
+
+	return m->accepting && atomic_load(&m->shared->upstream_reachable) != 0 &&
+	       !tokens_missing(m, &v);
+}
+
+static const char *not_ready_reason(const struct metrics_server *m, char *buf, size_t cap)
+{
+	struct token_source_view v;
+
 	if (!m->accepting)
 		return "not ready: not accepting connections\n";
+	if (tokens_missing(m, &v)) {
+		snprintf(buf, cap, "not ready: the gce-metadata token source has no valid token: %s\n",
+			 v.error[0] ? v.error : "it has expired");
+		return buf;
+	}
 	if (atomic_load(&m->shared->upstream_noted_by) == UPSTREAM_BY_MONITOR)
 		return "not ready: the monitor could not connect to the upstream at its last poll "
 		       "(its reason is in /slots)\n";
@@ -292,6 +343,7 @@ static void handle(struct evhttp_request *req, void *arg)
 	struct metrics_server *m = arg;
 	const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
 	enum evhttp_cmd_type cmd = evhttp_request_get_command(req);
+	char why[400];
 
 	/* One request per connection: its deadline runs from accept (metrics_conn.c). */
 	evhttp_add_header(evhttp_request_get_output_headers(req), "Connection", "close");
@@ -318,7 +370,7 @@ static void handle(struct evhttp_request *req, void *arg)
 		if (is_ready(m))
 			reply_text(req, 200, "OK", "ready\n");
 		else
-			reply_text(req, 503, "Service Unavailable", not_ready_reason(m));
+			reply_text(req, 503, "Service Unavailable", not_ready_reason(m, why, sizeof(why)));
 	} else {
 		queue_document(m, req, !strcmp(path, "/slots"));
 	}

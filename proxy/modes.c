@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "config.h"
 #include "generation.h"
@@ -58,7 +59,24 @@ static void server_tls(struct line *l, const struct config *c)
 		add(l, ", presenting server_cert_file");
 }
 
-/* Returns true when auth_file is set and not used. */
+/* Whom walgate logs in upstream as, and with what (upstream_cred.h); true when that is not used. */
+static bool upstream_login(struct line *l, const struct config *c)
+{
+	bool changed = c->upstream_user || strcmp(c->upstream_password, "auth-file");
+
+	if (!changed)
+		return false;
+	if (c->auth != AUTH_SCRAM) {
+		add(l, ", upstream_user/upstream_password NOT USED");
+		return true;
+	}
+	add(l, ", upstream login as %s%s%s with the password from %s",
+	    c->upstream_user ? "\"" : "", c->upstream_user ? c->upstream_user : "the client's user",
+	    c->upstream_user ? "\"" : "", c->upstream_password);
+	return false;
+}
+
+/* Returns true when auth_file (or the upstream login's settings) are set and not used. */
 static bool auth(struct line *l, const struct config *c)
 {
 	bool scram = c->auth == AUTH_SCRAM;
@@ -75,7 +93,7 @@ static bool auth(struct line *l, const struct config *c)
 	}
 	if (scram)
 		add(l, ", users from %s", c->auth_file);
-	return false;
+	return upstream_login(l, c);
 }
 
 static void binding(struct line *l, const struct generation *g)

@@ -45,6 +45,8 @@ void session_auth_free(struct session_auth *a)
 		OPENSSL_cleanse(a->password, strlen(a->password));
 		free(a->password);
 	}
+	free(a->upstream_user);
+	free(a->startup);
 	OPENSSL_cleanse(a, sizeof(*a));
 	free(a);
 }
@@ -173,6 +175,8 @@ static void take_final(struct session *s, const uint8_t *msg, size_t len)
 	n = pg_auth_build_sasl_data(out, sizeof(out), PG_AUTH_SASL_FINAL, reply, n);
 	bufferevent_write(s->client, out, n);
 	slog_debug(s, "client authenticated (SCRAM)");
+	if (!session_cred_prepare(s))
+		return;
 	bufferevent_disable(s->client, EV_READ);	/* until the upstream said AuthenticationOk */
 	session_set_state(s, SESSION_CONNECTING);
 	session_connect_upstream(s);

@@ -8,6 +8,7 @@
 #define WALGATE_SESSION_AUTH_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "scram.h"
@@ -31,7 +32,10 @@ struct session_auth {
 	bool known;				/* the user is in the auth file */
 	bool offered_plus;			/* SCRAM-SHA-256-PLUS was offered to the client */
 	int step;				/* client messages taken: 0, 1, 2 */
-	char *password;				/* from the auth file, or NULL */
+	char *password;				/* from the auth file or its source, or NULL */
+	char *upstream_user;			/* NULL: the client's (session_cred.c) */
+	uint8_t *startup;			/* the StartupMessage naming upstream_user, or NULL */
+	size_t startup_len;
 	struct scram_verifier verifier;
 	bool have_client_key;
 	uint8_t client_key[SCRAM_KEY_LEN];

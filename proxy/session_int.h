@@ -33,6 +33,10 @@ void session_protocol_violation(struct session *s, const char *sqlstate, const c
 
 /* session_auth.c */
 void session_auth_begin(struct session *s);
+/* session_cred.c: the upstream user and password; false once the session is ending. */
+bool session_cred_prepare(struct session *s);
+/* The user walgate logs in upstream as: the client's, or the one configured for it. */
+const char *session_upstream_user(const struct session *s);
 void session_auth_read(struct session *s);
 
 /* session_login.c */

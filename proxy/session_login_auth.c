@@ -35,6 +35,7 @@
 #include "saslprep.h"
 #include "session_auth.h"
 #include "tls_binding.h"
+#include "token_response.h"
 #include "worker.h"
 
 #define AUTH_REQUEST_MAX 1024	/* an authentication request from the upstream */
@@ -44,7 +45,7 @@ static void login_failed(struct session *s, const char *why)
 	char msg[400];
 
 	snprintf(msg, sizeof(msg), "walgate could not log in to the upstream as user \"%s\": %s",
-		 s->startup.user, why);
+		 session_upstream_user(s), why);
 	slog_warning(s, "%s", msg);
 	session_fail(s, PG_SQLSTATE_INVALID_AUTHORIZATION, msg, "upstream login failed");
 }
@@ -142,7 +143,7 @@ static bool md5_answer(const char *password, const char *user, const uint8_t sal
 static void answer_password(struct session *s, int code, const uint8_t *msg, size_t len)
 {
 	const char *pw = s->auth->password;
-	uint8_t out[1100];
+	uint8_t out[TOKEN_MAX_LEN + 64];	/* a token is the longest password */
 	char md5[36];
 	size_t n;
 
@@ -154,7 +155,7 @@ static void answer_password(struct session *s, int code, const uint8_t *msg, siz
 		return;
 	}
 	if (code == PG_AUTH_MD5_PASSWORD) {
-		if (len < PG_MSG_HEADER_LEN + 8 || !md5_answer(pw, s->startup.user, msg + 9, md5)) {
+		if (len < PG_MSG_HEADER_LEN + 8 || !md5_answer(pw, session_upstream_user(s), msg + 9, md5)) {
 			login_failed(s, "cannot answer the md5 request");
 			return;
 		}
@@ -314,7 +315,7 @@ static void start_salting(struct session *s)
 {
 	struct session_auth *a = s->auth;
 	struct scram_client *c = &a->x.client;
-	char prepared[1024];
+	char prepared[TOKEN_MAX_LEN * 2];
 	bool busy;
 
 	if (saslprep_password(a->password, prepared, sizeof(prepared)) == SASLPREP_TOO_LONG) {

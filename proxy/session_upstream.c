@@ -21,6 +21,7 @@
 #include "pg_message.h"
 #include "pg_wire.h"
 #include "repl_track.h"
+#include "session_auth.h"
 #include "upstream.h"
 #include "tls_context.h"
 #include "tls_upgrade.h"
@@ -341,7 +342,10 @@ static void start_relay(struct session *s)
 		relay_dir_tls_source(&s->to_server);
 	if (s->server_tls)
 		relay_dir_tls_source(&s->to_client);
-	bufferevent_write(s->server, s->startup_pkt, st->length);
+	if (s->auth && s->auth->startup)	/* another user upstream: session_cred.c */
+		bufferevent_write(s->server, s->auth->startup, s->auth->startup_len);
+	else
+		bufferevent_write(s->server, s->startup_pkt, st->length);
 	bufferevent_enable(s->server, EV_READ);
 	if (s->auth) {
 		s->client_held = true;	/* walgate logs in itself: the client waits */

@@ -4,7 +4,8 @@
  *
  * One fetch at a time: GET url with "Metadata-Flavor: Google", bounded by
  * FETCH_TIMEOUT_S. A good answer replaces the token and schedules the next
- * fetch ahead of its expiry; a bad one keeps the old token (while it is
+ * fetch ahead of its expiry (at least hourly); answers over ANSWER_MAX are
+ * cut off unread. A bad one keeps the old token (while it is
  * still valid), counts a failure and retries after 1, 2, 4 ... 30 s.
  * Workers read the token under the mutex, at login time only.
  */
@@ -29,6 +30,7 @@
 #define RETRY_MIN_S 1
 #define RETRY_MAX_S 30
 #define ANSWER_MAX (64 * 1024)
+#define REFRESH_MAX_S 3600		/* however long the metadata server says a token lives */
 
 struct token_source {
 	struct event_base *base;
@@ -37,10 +39,12 @@ struct token_source {
 	struct event *timer;
 	char host[256];
 	int port;
+	char host_header[270];		/* host, and :port unless 80 */
 	char path[1024];
 	char url[1400];			/* for messages */
 	int64_t margin_s;
 	int retry_s;
+	int http_error;			/* enum evhttp_request_error of the fetch, or -1 */
 
 	pthread_mutex_t lock;		/* guards what follows */
 	char token[TOKEN_MAX_LEN + 1];
@@ -67,8 +71,9 @@ static void arm(struct token_source *ts, int64_t seconds)
 static int64_t refresh_after(const struct token_source *ts, int64_t life)
 {
 	int64_t ahead = life - ts->margin_s;
+	int64_t after = ahead > life / 2 ? ahead : life / 2;
 
-	return ahead > life / 2 ? ahead : life / 2;
+	return after < REFRESH_MAX_S ? after : REFRESH_MAX_S;
 }
 
 static void fetch_failed(struct token_source *ts, const char *why)
@@ -105,12 +110,15 @@ static void on_answer(struct evhttp_request *req, void *arg)
 	struct token_source *ts = arg;
 	char why[160], token[TOKEN_MAX_LEN + 1];
 	struct evbuffer *body;
+	unsigned char *raw;
 	enum token_parse verdict;
 	int64_t life = 0;
 	size_t len;
 
 	if (!req || evhttp_request_get_response_code(req) == 0) {
-		fetch_failed(ts, "no answer (connection refused, reset or timed out)");
+		fetch_failed(ts, ts->http_error == EVREQ_HTTP_DATA_TOO_LONG ? "the answer is too large" :
+				 ts->http_error == EVREQ_HTTP_TIMEOUT ? "no answer within the timeout" :
+				 "no answer (connection refused, reset or closed)");
 		return;
 	}
 	if (evhttp_request_get_response_code(req) != 200) {
@@ -124,13 +132,23 @@ static void on_answer(struct evhttp_request *req, void *arg)
 		fetch_failed(ts, "the answer is too large");
 		return;
 	}
-	verdict = token_response_parse((const char *)evbuffer_pullup(body, -1), len, token,
-				       sizeof(token), &life);
+	raw = evbuffer_pullup(body, -1);
+	verdict = token_response_parse((const char *)raw, len, token, sizeof(token), &life);
+	if (raw)
+		OPENSSL_cleanse(raw, len);	/* the answer holds the token too */
 	if (verdict != TOKEN_OK)
 		fetch_failed(ts, token_parse_reason(verdict));
 	else
 		token_taken(ts, token, life);
 	OPENSSL_cleanse(token, sizeof(token));
+}
+
+/* libevent says why a request failed just before on_answer() sees it fail. */
+static void on_error(enum evhttp_request_error error, void *arg)
+{
+	struct token_source *ts = arg;
+
+	ts->http_error = (int)error;
 }
 
 static void fetch(struct token_source *ts)
@@ -142,8 +160,10 @@ static void fetch(struct token_source *ts)
 		fetch_failed(ts, "out of memory");
 		return;
 	}
+	ts->http_error = -1;
+	evhttp_request_set_error_cb(req, on_error);
 	h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Host", ts->host);
+	evhttp_add_header(h, "Host", ts->host_header);
 	evhttp_add_header(h, "Metadata-Flavor", "Google");
 	if (evhttp_make_request(ts->conn, req, EVHTTP_REQ_GET, ts->path) != 0)
 		fetch_failed(ts, "cannot send the request");	/* req is freed by libevent */
@@ -168,6 +188,8 @@ static bool take_url(struct token_source *ts, const char *url, char *err, size_t
 	if (ok) {
 		snprintf(ts->host, sizeof(ts->host), "%s", host);
 		ts->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
+		snprintf(ts->host_header, sizeof(ts->host_header), ts->port == 80 ? "%s" : "%s:%d",
+			 host, ts->port);
 		ok = (size_t)snprintf(ts->path, sizeof(ts->path), "%s%s%s", path && *path ? path : "/",
 				      query ? "?" : "", query ? query : "") < sizeof(ts->path);
 	}
@@ -178,39 +200,83 @@ static bool take_url(struct token_source *ts, const char *url, char *err, size_t
 	return ok;
 }
 
-struct token_source *token_source_start(struct event_base *base, const char *url,
-					 int64_t margin_s, char *err, size_t errlen)
+bool token_url_check(const char *url, char *err, size_t errlen)
+{
+	static _Thread_local struct token_source scratch;	/* large for a stack */
+
+	return take_url(&scratch, url, err, errlen);
+}
+
+struct token_source *token_source_new(struct event_base *base)
 {
 	struct token_source *ts = calloc(1, sizeof(*ts));
 
-	if (!ts) {
-		snprintf(err, errlen, "out of memory");
+	if (!ts)
 		return NULL;
-	}
 	pthread_mutex_init(&ts->lock, NULL);
 	ts->base = base;
+	ts->retry_s = RETRY_MIN_S;
+	ts->timer = evtimer_new(base, on_timer, ts);
+	if (!ts->timer) {
+		token_source_free(ts);
+		return NULL;
+	}
+	snprintf(ts->view.error, sizeof(ts->view.error), "not in use");
+	return ts;
+}
+
+/* Stop fetching and forget the token; the struct stays for the workers' reads. */
+void token_source_halt(struct token_source *ts)
+{
+	evtimer_del(ts->timer);
+	if (ts->conn)
+		evhttp_connection_free(ts->conn);	/* cancels a request under way */
+	ts->conn = NULL;
+	if (ts->dns)
+		evdns_base_free(ts->dns, 0);
+	ts->dns = NULL;
+	ts->url[0] = '\0';
+	pthread_mutex_lock(&ts->lock);
+	OPENSSL_cleanse(ts->token, sizeof(ts->token));
+	ts->expiry_unix = 0;
+	ts->view.active = false;
+	snprintf(ts->view.error, sizeof(ts->view.error), "not in use");
+	pthread_mutex_unlock(&ts->lock);
+}
+
+bool token_source_configure(struct token_source *ts, const char *url, int64_t margin_s,
+			    char *err, size_t errlen)
+{
+	if (ts->conn && !strcmp(ts->url, url) && ts->margin_s == margin_s)
+		return true;	/* unchanged: keep the token and the schedule */
+	token_source_halt(ts);
 	ts->margin_s = margin_s;
 	ts->retry_s = RETRY_MIN_S;
-	if (!take_url(ts, url, err, errlen))
-		goto fail;
-	ts->dns = evdns_base_new(base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
-					EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	if (!take_url(ts, url, err, errlen)) {
+		ts->url[0] = '\0';
+		return false;
+	}
+	ts->dns = evdns_base_new(ts->base, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+					   EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!ts->dns)	/* no resolv.conf: numeric hosts and /etc/hosts still work */
-		ts->dns = evdns_base_new(base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	ts->conn = ts->dns ? evhttp_connection_base_new(base, ts->dns, ts->host,
+		ts->dns = evdns_base_new(ts->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+	ts->conn = ts->dns ? evhttp_connection_base_new(ts->base, ts->dns, ts->host,
 							(unsigned short)ts->port) : NULL;
-	ts->timer = evtimer_new(base, on_timer, ts);
-	if (!ts->conn || !ts->timer) {
+	if (!ts->conn) {
 		snprintf(err, errlen, "out of memory");
-		goto fail;
+		token_source_halt(ts);
+		return false;
 	}
 	evhttp_connection_set_timeout(ts->conn, FETCH_TIMEOUT_S);
+	/* a hostile or broken server's answer is cut off, not buffered whole */
+	evhttp_connection_set_max_body_size(ts->conn, ANSWER_MAX);
+	evhttp_connection_set_max_headers_size(ts->conn, ANSWER_MAX);
+	pthread_mutex_lock(&ts->lock);
+	ts->view.active = true;
 	snprintf(ts->view.error, sizeof(ts->view.error), "no token fetched yet");
+	pthread_mutex_unlock(&ts->lock);
 	fetch(ts);
-	return ts;
-fail:
-	token_source_stop(ts);
-	return NULL;
+	return true;
 }
 
 bool token_source_get(struct token_source *ts, char *out, size_t cap, char *why, size_t whylen)
@@ -236,17 +302,14 @@ void token_source_view(struct token_source *ts, struct token_source_view *v)
 	pthread_mutex_unlock(&ts->lock);
 }
 
-void token_source_stop(struct token_source *ts)
+void token_source_free(struct token_source *ts)
 {
 	if (!ts)
 		return;
 	if (ts->timer)
+		token_source_halt(ts);
+	if (ts->timer)
 		event_free(ts->timer);
-	if (ts->conn)
-		evhttp_connection_free(ts->conn);	/* cancels a request under way */
-	if (ts->dns)
-		evdns_base_free(ts->dns, 0);
-	OPENSSL_cleanse(ts->token, sizeof(ts->token));
 	pthread_mutex_destroy(&ts->lock);
 	free(ts);
 }

@@ -21,6 +21,7 @@ struct token_source;
 
 /* What metrics and readiness show. */
 struct token_source_view {
+	bool active;			/* configured: some user's password comes from it */
 	bool valid;			/* a token is held and has not expired */
 	double expiry_unix;		/* when it expires, seconds since the epoch; 0 without one */
 	uint64_t fetches;		/* successful fetches */
@@ -29,12 +30,26 @@ struct token_source_view {
 };
 
 /*
- * Start fetching from url ("http://host[:port]/path"); the first fetch
- * starts at once. margin_s: refresh that long before expiry (or at half
- * the lifetime, if that is sooner). NULL with err filled on a bad URL.
+ * The control thread: an idle source (no fetching) whose struct lives until
+ * token_source_free(), so that workers may hold its pointer throughout.
  */
-struct token_source *token_source_start(struct event_base *base, const char *url,
-					 int64_t margin_s, char *err, size_t errlen);
+struct token_source *token_source_new(struct event_base *base);
+
+/*
+ * The control thread: fetch from url ("http://host[:port]/path"), the first
+ * fetch at once, unless the source already fetches from url with margin_s.
+ * margin_s: refresh that long before expiry (or at half the lifetime, if
+ * that is sooner). false with err filled on a bad URL (the source is then
+ * idle).
+ */
+bool token_source_configure(struct token_source *ts, const char *url, int64_t margin_s,
+			    char *err, size_t errlen);
+
+/* Would token_source_configure() take url? false with err filled. */
+bool token_url_check(const char *url, char *err, size_t errlen);
+
+/* The control thread: stop fetching and wipe the token (no user needs it). */
+void token_source_halt(struct token_source *ts);
 
 /*
  * Any thread: copy the current token into out (cap bytes). Returns false
@@ -45,7 +60,7 @@ bool token_source_get(struct token_source *ts, char *out, size_t cap, char *why,
 /* Any thread: a consistent copy of the state. */
 void token_source_view(struct token_source *ts, struct token_source_view *v);
 
-/* The control thread: stop, cancel a fetch under way, wipe the token, free. */
-void token_source_stop(struct token_source *ts);
+/* The control thread, after the workers stopped: halt and free. */
+void token_source_free(struct token_source *ts);
 
 #endif

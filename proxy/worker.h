@@ -17,11 +17,13 @@
 #include "kdf.h"
 #include "cancel_registry.h"
 #include "slots.h"
+#include "upstream_cred.h"
 
 struct event_base;
 struct ssl_ctx_st;
 struct evdns_base;
 struct session;
+struct token_source;
 struct generation;
 
 TAILQ_HEAD(session_list, session);
@@ -103,6 +105,7 @@ struct worker_stats {
 	uint64_t sessions_closed_by_reload;
 	uint64_t tls_handshakes[2][2];		/* [leg: 0 client, 1 upstream][0 ok, 1 failed] */
 	uint64_t upstream_auth_refused[UPAUTH_REASONS];
+	uint64_t upstream_credential_failures[CRED_KINDS];	/* by enum cred_kind: logins without a password */
 };
 
 /* Shared by every worker and the control thread. */
@@ -122,6 +125,11 @@ struct worker_shared {
 	 */
 	uint8_t mock_secret[32];
 	struct cancel_registry cancels;	/* every worker's backend keys */
+	/*
+	 * The gce-metadata token source (upstream_cred.h): made at start, idle
+	 * unless some user's password comes from it, freed after the workers.
+	 */
+	struct token_source *tokens;
 };
 
 /* -1 (and logs) when there is no randomness for the mock secret. */
