@@ -112,7 +112,27 @@ static bool blank_rest(const char *s)
 	return *s == '\0';
 }
 
-static const char *make_user(struct auth_user *u, const char *name, const char *secret)
+/*
+ * The salt of a plaintext entry's verifier: the salt a made-up verifier
+ * for that name would have (scram_mock_verifier), so that a known user's
+ * salt and an unknown user's behave alike, across reloads too. Without a
+ * secret (--check-config), a random one.
+ */
+static bool plaintext_salt(const char *name, const struct salt_secret *ss, uint8_t salt[SCRAM_SALT_LEN])
+{
+	struct scram_verifier mock;
+
+	if (!ss || ss->len == 0)
+		return scram_make_salt(salt) == SCRAM_OK;
+	if (scram_mock_verifier(name, ss->bytes, ss->len, SCRAM_DEFAULT_ITERATIONS, &mock) != SCRAM_OK)
+		return false;
+	memcpy(salt, mock.salt, SCRAM_SALT_LEN);
+	OPENSSL_cleanse(&mock, sizeof(mock));
+	return true;
+}
+
+static const char *make_user(struct auth_user *u, const char *name, const char *secret,
+			     const struct salt_secret *ss)
 {
 	uint8_t salt[SCRAM_SALT_LEN];
 	char prepared[1024];
@@ -127,7 +147,7 @@ static const char *make_user(struct auth_user *u, const char *name, const char *
 	} else {
 		if (saslprep_password(secret, prepared, sizeof(prepared)) == SASLPREP_TOO_LONG)
 			return "password too long";
-		ok = scram_make_salt(salt) == SCRAM_OK &&
+		ok = plaintext_salt(name, ss, salt) &&
 		     scram_verifier_from_password(prepared, salt, sizeof(salt), SCRAM_DEFAULT_ITERATIONS,
 						  &u->verifier) == SCRAM_OK;
 		OPENSSL_cleanse(prepared, sizeof(prepared));
@@ -204,7 +224,8 @@ static bool check_mode(const char *path, FILE *f, char *err, size_t errlen)
 	return true;
 }
 
-static bool add_line(struct auth_users *users, const char *line, const char **why)
+static bool add_line(struct auth_users *users, const char *line, const struct salt_secret *ss,
+		     const char **why)
 {
 	char name[256], secret[1024];
 	struct auth_user *grown;
@@ -224,7 +245,7 @@ static bool add_line(struct auth_users *users, const char *line, const char **wh
 		return false;
 	}
 	users->v = grown;
-	*why = make_user(&users->v[users->n], name, secret);
+	*why = make_user(&users->v[users->n], name, secret, ss);
 	OPENSSL_cleanse(secret, sizeof(secret));
 	if (*why || !take_options(&users->v[users->n], line, why)) {
 		free_user(&users->v[users->n]);
@@ -236,7 +257,8 @@ static bool add_line(struct auth_users *users, const char *line, const char **wh
 	return true;
 }
 
-struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
+struct auth_users *auth_users_load(const char *path, const struct salt_secret *ss,
+				   char *err, size_t errlen)
 {
 	struct auth_users *users = calloc(1, sizeof(*users));
 	FILE *f = fopen(path, "r");
@@ -257,7 +279,7 @@ struct auth_users *auth_users_load(const char *path, char *err, size_t errlen)
 			p++;
 		if (*p == ';' || *p == '#' || blank_rest(p))
 			continue;
-		if (!add_line(users, p, &why)) {
+		if (!add_line(users, p, ss, &why)) {
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, why);
 			goto fail;
 		}

@@ -41,12 +41,22 @@ struct auth_users {
 	int mock_iterations;
 };
 
+/* The process's secret behind made-up verifiers (worker_shared.mock_secret). */
+struct salt_secret {
+	const uint8_t *bytes;
+	size_t len;
+};
+
 /*
  * Read and check path. Refused: a file others may read or write, a line
  * that is not two quoted strings, a user listed twice, a malformed
- * verifier. NULL with "path:line: reason" in err.
+ * verifier. NULL with "path:line: reason" in err. A plaintext password's
+ * verifier gets the salt ss gives an unknown user of that name (random
+ * when ss is NULL), so that salts tell no user from another, and stay
+ * the same across reloads.
  */
-struct auth_users *auth_users_load(const char *path, char *err, size_t errlen);
+struct auth_users *auth_users_load(const char *path, const struct salt_secret *ss,
+				   char *err, size_t errlen);
 /* Does any user's upstream_password option name a source of this kind? */
 bool auth_users_use_source(const struct auth_users *users, int cred_kind);
 const struct auth_user *auth_users_find(const struct auth_users *users, const char *name);

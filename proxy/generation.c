@@ -37,7 +37,8 @@ static void generation_release(struct generation *g)
 		generation_free(g);
 }
 
-struct generation *generation_build(struct config *cfg, char *err, size_t errlen)
+struct generation *generation_build(struct config *cfg, const struct salt_secret *ss,
+				    char *err, size_t errlen)
 {
 	struct generation *g = calloc(1, sizeof(*g));
 
@@ -50,7 +51,7 @@ struct generation *generation_build(struct config *cfg, char *err, size_t errlen
 	atomic_init(&g->refs, 1);
 	if (!monitor_check_conninfo(cfg->monitor_conninfo, err, errlen))
 		goto fail;
-	if (cfg->auth == AUTH_SCRAM && !(g->auth_users = auth_users_load(cfg->auth_file, err, errlen)))
+	if (cfg->auth == AUTH_SCRAM && !(g->auth_users = auth_users_load(cfg->auth_file, ss, err, errlen)))
 		goto fail;
 	if (!tls_contexts_build(cfg, &g->tls_server, &g->tls_client, err, errlen))
 		goto fail;

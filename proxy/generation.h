@@ -15,6 +15,7 @@
 #include <stddef.h>
 
 struct config;
+struct salt_secret;
 struct ssl_ctx_st;
 struct auth_users;
 
@@ -30,7 +31,8 @@ struct generation {
  * Build from cfg, which the generation then owns: certificates, keys and
  * the auth file are read now. NULL (reason in err, cfg freed) on failure.
  */
-struct generation *generation_build(struct config *cfg, char *err, size_t errlen);
+struct generation *generation_build(struct config *cfg, const struct salt_secret *ss,
+				    char *err, size_t errlen);
 
 /* Make g the latest (numbering its configuration) and adopt it on this thread. */
 void generation_publish(struct generation *g);

@@ -45,6 +45,7 @@ struct app {
 	struct listener_set *listeners;
 	struct metrics_server *metrics;
 	struct monitor *monitor;	/* the upstream's slots, polled with libpq */
+	struct salt_secret salts;	/* shared.mock_secret, for the auth file's plaintext entries */
 	const char *config_path;
 	const char *probe_path;		/* --probe: one GET to the metrics endpoint */
 	struct event *sig_term, *sig_int, *sig_hup;
@@ -196,7 +197,7 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 	next = config_load(app->config_path, err, sizeof(err));
 	if (next) {
 		config_keep_restart_only(next, config_current());
-		g = generation_build(next, err, sizeof(err));
+		g = generation_build(next, &app->salts, err, sizeof(err));
 	}
 	if (!g) {
 		atomic_fetch_add(&app->shared.config_reload_failures, 1);
@@ -320,7 +321,7 @@ static void free_app(struct app *app)
 static int check_config(struct app *app, struct config *cfg)
 {
 	char err[1024];
-	struct generation *g = generation_build(cfg, err, sizeof(err));
+	struct generation *g = generation_build(cfg, NULL, err, sizeof(err));
 
 	if (!g) {
 		fprintf(stderr, "walgate: %s\n", err);
@@ -372,7 +373,8 @@ static int run(struct app *app, struct config *cfg)
 		log_error("cannot create the event loop");
 		return 1;
 	}
-	if (!(g = generation_build(cfg, err, sizeof(err)))) {
+	app->salts = (struct salt_secret){ app->shared.mock_secret, sizeof(app->shared.mock_secret) };
+	if (!(g = generation_build(cfg, &app->salts, err, sizeof(err)))) {
 		log_error("%s", err);
 		return 1;
 	}

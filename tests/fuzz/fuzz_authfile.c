@@ -47,7 +47,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	close(fd);
 	err[0] = '\0';
-	users = auth_users_load(path, err, sizeof(err));
+	users = auth_users_load(path, NULL, err, sizeof(err));
 	if (users) {
 		for (size_t i = 0; i < users->n; i++)
 			check_user(&users->v[i]);

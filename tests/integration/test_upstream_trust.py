@@ -363,6 +363,31 @@ def test_mock_verifier_iterations_and_salt(walgate_factory, certs, tmp_path):
     assert again["i"] == "10000"
 
 
+def test_plaintext_entry_salt_behaves_as_unknown_users(walgate_factory, certs, tmp_path):
+    """Hostile: an attacker asks for server-first before and after a reload.
+    A plaintext entry's salt used to be drawn anew at every load while an
+    unknown user's stays: the difference named the real user. Now both
+    stay the same across a reload."""
+    entries = [(TEST_USER, make_verifier(TEST_PASSWORD)), ("wg_plain", "plain-pw")]
+    path = write_auth_file(tmp_path / "users.txt", entries)
+    wg = scram_walgate(walgate_factory, certs, path)
+    before = {u: server_first(wg, certs.ca, u)["s"] for u in ("wg_plain", "wg_nobody")}
+    write_auth_file(tmp_path / "users.txt", entries)
+    wg.reload()
+    assert wg.wait_for_log(r"configuration reloaded")
+    time.sleep(0.3)
+    after = {u: server_first(wg, certs.ca, u)["s"] for u in ("wg_plain", "wg_nobody")}
+    assert after == before, (before, after)
+    # walgate still takes the plaintext user's password (the upstream has no
+    # such role: 28000 from walgate's own login there, not 28P01 from ours)
+    with ScramClient(wg, certs.ca, user="wg_plain") as c:
+        result = c.login("plain-pw", mech=PLUS)
+    assert result[0] == "error" and result[1].get("C") == "28000", result
+    with ScramClient(wg, certs.ca, user="wg_plain") as c:
+        result = c.login("wrong-pw", mech=PLUS)
+    assert result[0] == "error" and result[1].get("C") == "28P01", result
+
+
 # --------------------------------------------------------------------------
 # 7. The upstream's iteration count does not stall the worker
 

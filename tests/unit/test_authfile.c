@@ -36,7 +36,7 @@ static const char *write_file(const char *text)
 static struct auth_users *load(const char *text, char *err)
 {
 	err[0] = '\0';
-	return auth_users_load(write_file(text), err, 512);
+	return auth_users_load(write_file(text), NULL, err, 512);
 }
 
 static void test_plain_lines_stay_valid(void **state)
