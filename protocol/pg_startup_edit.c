@@ -59,7 +59,7 @@ static bool copy_params(struct writer *w, const uint8_t *p, const uint8_t *end, 
 			*client_user = value;
 			value = user;
 		} else if (!strcmp(key, "database")) {
-			*has_database = true;
+			*has_database = *value != '\0';	/* the last one counts; empty is none */
 		}
 		put_string(w, key);
 		put_string(w, value);

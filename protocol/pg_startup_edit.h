@@ -13,9 +13,11 @@
 
 /*
  * Write into out (cap bytes) the StartupMessage pkt[0..len) with the value
- * of "user" replaced by user. When the packet names no database, the
+ * of "user" replaced by user. When the packet names no database (or its
+ * last "database" is empty, which the server takes as none), the
  * server would default it to the user: "database" is added with the
- * client's user, so that the session reaches the same database. Every
+ * client's user (last, so that it is the one the server takes), so that
+ * the session reaches the same database. Every
  * other parameter, and their order, is kept. Returns the new length, or 0
  * when pkt is not a well-formed StartupMessage with a user, user is empty,
  * or out is too small.

@@ -275,6 +275,11 @@ struct auth_users *auth_users_load(const char *path, const struct salt_secret *s
 		const char *p = line, *why;
 
 		lineno++;
+		if (!strchr(line, '\n') && !feof(f)) {	/* the rest would read as a line of its own */
+			snprintf(err, errlen, "%s:%d: line too long (at most %d bytes)", path, lineno,
+				 LINE_MAX_LEN - 2);
+			goto fail;
+		}
 		while (*p == ' ' || *p == '\t')
 			p++;
 		if (*p == ';' || *p == '#' || blank_rest(p))

@@ -205,10 +205,10 @@ static void on_reload_signal(evutil_socket_t sig, short what, void *arg)
 		sdnotify_reloaded(config_current()->generation, 0);
 		return;
 	}
+	configure_tokens(app, g);	/* before the workers take users that may need it */
 	generation_publish(g);
 	workers_reload(app->workers);
 	monitor_reconfigure(app->monitor, g->cfg);
-	configure_tokens(app, g);
 	modes_log(g);
 	warn_relayed_auth(g);
 	sdnotify_reloaded(g->cfg->generation, 1);

@@ -33,6 +33,7 @@ struct session_auth {
 	bool offered_plus;			/* SCRAM-SHA-256-PLUS was offered to the client */
 	int step;				/* client messages taken: 0, 1, 2 */
 	char *password;				/* from the auth file or its source, or NULL */
+	const char *password_source;		/* "gce-metadata" or "file" when password came from one */
 	char *upstream_user;			/* NULL: the client's (session_cred.c) */
 	uint8_t *startup;			/* the StartupMessage naming upstream_user, or NULL */
 	size_t startup_len;

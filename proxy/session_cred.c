@@ -55,6 +55,7 @@ static bool take_password(struct session *s, const char *spec, enum cred_kind ki
 		free(a->password);
 	}
 	a->password = strdup(pw);
+	a->password_source = cred_kind_name(kind);
 	OPENSSL_cleanse(pw, sizeof(pw));
 	OPENSSL_cleanse(a->client_key, sizeof(a->client_key));
 	a->have_client_key = false;

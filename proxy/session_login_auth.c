@@ -154,6 +154,22 @@ static void answer_password(struct session *s, int code, const uint8_t *msg, siz
 		login_failed(s, "the upstream asks for a password, and the auth file holds only a verifier");
 		return;
 	}
+	/*
+	 * A token or a file's password is worth more than one database login
+	 * (an OAuth token opens Google's APIs): in clear or as md5, only to an
+	 * upstream whose certificate walgate verified.
+	 */
+	if (s->auth->password_source && (!s->server_tls || s->upstream_verify == TLS_VERIFY_NONE)) {
+		char why[300];
+
+		snprintf(why, sizeof(why), "the upstream asks for %s, and walgate sends a password from "
+			 "%s that way only to an upstream whose certificate it verified "
+			 "([tls] server_tls = verify-ca or verify-full)",
+			 code == PG_AUTH_MD5_PASSWORD ? "md5" : "a cleartext password",
+			 s->auth->password_source);
+		refuse(s, UPAUTH_METHOD, why);
+		return;
+	}
 	if (code == PG_AUTH_MD5_PASSWORD) {
 		if (len < PG_MSG_HEADER_LEN + 8 || !md5_answer(pw, session_upstream_user(s), msg + 9, md5)) {
 			login_failed(s, "cannot answer the md5 request");

@@ -247,8 +247,10 @@ void token_source_halt(struct token_source *ts)
 bool token_source_configure(struct token_source *ts, const char *url, int64_t margin_s,
 			    char *err, size_t errlen)
 {
-	if (ts->conn && !strcmp(ts->url, url) && ts->margin_s == margin_s)
-		return true;	/* unchanged: keep the token and the schedule */
+	if (ts->conn && !strcmp(ts->url, url)) {
+		ts->margin_s = margin_s;	/* the same source: keep its token; the margin applies next time */
+		return true;
+	}
 	token_source_halt(ts);
 	ts->margin_s = margin_s;
 	ts->retry_s = RETRY_MIN_S;

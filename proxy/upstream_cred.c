@@ -40,8 +40,9 @@ bool cred_spec_parse(const char *spec, enum cred_kind *kind, char *why, size_t w
 		   spec[strlen(FILE_PREFIX)] == '/') {
 		*kind = CRED_FILE;
 	} else {
-		snprintf(why, whylen, "\"%s\": expected auth-file, file:/absolute/path or gce-metadata",
-			 spec);
+		/* never echoed: a password written here by mistake must not reach a log */
+		snprintf(why, whylen, "expected auth-file, file:/absolute/path or gce-metadata "
+			 "(the value is not shown: it may be a password)");
 		return false;
 	}
 	return true;

@@ -2,7 +2,7 @@
  * fuzz_pg_startup_edit.c - libFuzzer target: for any StartupMessage that
  * pg_startup_parse() accepts, pg_startup_with_user() builds a packet that
  * parses again, with the new user, the same database (the client's user
- * where none was named) and every other parameter kept; for any input at
+ * where none or an empty one was named) and every other parameter kept; for any input at
  * all it stays within its output buffer.
  */
 #include <stdint.h>
@@ -23,8 +23,9 @@ static void check_rewrite(const struct pg_startup *in, const uint8_t *out, size_
 	CHECK(pg_startup_parse(out, n, &st) == PG_STARTUP_OK);
 	CHECK(st.kind == PG_STARTUP_MESSAGE && st.code == in->code);
 	CHECK(!strcmp(st.user, NEW_USER));
-	CHECK(!strcmp(st.database, in->database ? in->database : in->user));
-	CHECK(st.nparams == in->nparams + (in->database ? 0 : 1));
+	/* an empty database is none to the server: the client's user is named */
+	CHECK(!strcmp(st.database, in->database && *in->database ? in->database : in->user));
+	CHECK(st.nparams == in->nparams + (in->database && *in->database ? 0 : 1));
 	CHECK((st.replication == NULL) == (in->replication == NULL));
 }
 

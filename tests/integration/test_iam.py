@@ -367,8 +367,8 @@ def iam_cleartext_hba(pg, iam_role):
 def test_alloydb_style_cleartext_for_all_users(walgate_factory, certs, tmp_path,  # noqa: F811
                                                iam_cleartext_hba, metadata):
     """[auth] upstream_user and upstream_password for every user; the token
-    goes as a cleartext password over verified TLS only when
-    server_auth_methods lists password."""
+    goes as a cleartext password only when server_auth_methods lists
+    password, and only over TLS whose certificate walgate verified."""
     t1 = new_token("T1")
     iam_cleartext_hba(t1)
     metadata.set(token=t1)
@@ -381,6 +381,18 @@ def test_alloydb_style_cleartext_for_all_users(walgate_factory, certs, tmp_path,
     fields = raw_login_fails(wg, certs, CLIENT, CLIENT_PW, "28000")
     assert "asks for a cleartext password, which [auth] server_auth_methods does not allow" \
         in fields["M"] and IAM_ROLE in fields["M"], fields
+    wg.stop()
+
+    # Hostile: with server_tls = require (no certificate check) anyone in the
+    # path could be asking; the token, a bearer token for Google's APIs, is
+    # not sent, even though server_auth_methods lists password.
+    wg = scram_walgate(walgate_factory, certs, path, server_tls="require",
+                       auth_extra={**auth, "server_auth_methods": "scram-sha-256, password"})
+    assert metadata.wait_served(t1)
+    fields = raw_login_fails(wg, certs, CLIENT, CLIENT_PW, "28000")
+    assert "only to an upstream whose certificate it verified" in fields["M"], fields
+    assert wg.metric('walgate_upstream_auth_refused_total{reason="auth_method"}') == 1
+    assert_no_secret(wg, t1)
     wg.stop()
 
     wg = scram_walgate(walgate_factory, certs, path,
@@ -423,7 +435,7 @@ def test_reload_starts_and_stops_the_token_source(walgate_factory, certs, tmp_pa
 
 
 @pytest.mark.parametrize("key, value, reason", [
-    ("UPSTREAM_PASSWORD", "token", "UPSTREAM_PASSWORD: \"token\": expected auth-file"),
+    ("UPSTREAM_PASSWORD", "S3cr3t-Hunter2", "UPSTREAM_PASSWORD: expected auth-file"),
     ("UPSTREAM_PASSWORD", "file:relative/path", "file:/absolute/path"),
     ("TOKEN_URL", "https://metadata.google.internal/token", "is not http://host[:port]/path"),
     ("UPSTREAM_USER", "", "UPSTREAM_USER: invalid value \"\": must not be empty"),
@@ -433,6 +445,8 @@ def test_bad_settings_refused(walgate_binary, key, value, reason):
            f"WALGATE_AUTH_{key}": value}
     proc = run_walgate("--check-config", env=env)
     assert proc.returncode == 1 and reason in proc.stderr, (proc.returncode, proc.stderr)
+    if key == "UPSTREAM_PASSWORD":      # a password written there by mistake is not echoed
+        assert value not in proc.stdout + proc.stderr, proc.stderr
 
 
 def test_bad_auth_file_option_refused(walgate_binary, tmp_path):

@@ -102,6 +102,28 @@ static void test_bad_options_refused(void **state)
 	refused("\"ok\" \"pw\"\n\"mz\" \"pw\" =\"x\"\n", ":2: expected key=");
 }
 
+/* A line longer than the reader's buffer is refused, not read on as a line of its own. */
+static void test_long_line_refused(void **state)
+{
+	static char text[8192];
+	struct auth_users *u;
+	char err[512];
+	int n;
+
+	(void)state;
+	n = snprintf(text, sizeof(text), "\"ok\" \"pw\"\n#%04094d\"mallory\" \"pw2\"\n", 0);
+	assert_true(n > 4096 && (size_t)n < sizeof(text));
+	assert_null(load(text, err));
+	assert_non_null(strstr(err, ":2: line too long"));
+	/* the longest line that fits is taken, and a last line without a newline too */
+	n = snprintf(text, sizeof(text), "#%04093d\n\"ok\" \"pw\"", 0);
+	assert_int_equal(n, 4095 + 9);
+	u = load(text, err);
+	assert_non_null(u);
+	assert_int_equal(u->n, 1);
+	auth_users_free(u);
+}
+
 static void test_sources(void **state)
 {
 	enum cred_kind k;
@@ -164,6 +186,7 @@ int main(void)
 		cmocka_unit_test(test_options_taken),
 		cmocka_unit_test(test_bad_options_refused),
 		cmocka_unit_test(test_sources),
+		cmocka_unit_test(test_long_line_refused),
 	};
 	int rc = cmocka_run_group_tests(tests, NULL, NULL);
 

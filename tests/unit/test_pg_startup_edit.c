@@ -56,6 +56,22 @@ static void test_default_database_made_explicit(void **state)
 	assert_int_equal(st.nparams, 3);
 }
 
+/* An empty database is no database to the server: the client's user is named instead. */
+static void test_empty_database_made_explicit(void **state)
+{
+	uint8_t in[256], out[256];
+	size_t n = MESSAGE(in, "user\0mz\0database\0\0");
+	size_t m = pg_startup_with_user(in, n, "iam", out, sizeof(out));
+	struct pg_startup st;
+
+	(void)state;
+	assert_true(m > 0);
+	assert_int_equal(pg_startup_parse(out, m, &st), PG_STARTUP_OK);
+	assert_string_equal(st.user, "iam");
+	assert_string_equal(st.database, "mz");
+	assert_int_equal(st.nparams, 3);	/* the empty one kept; the server takes the last */
+}
+
 static void test_refusals(void **state)
 {
 	uint8_t in[256], out[256];
@@ -81,6 +97,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_user_replaced_database_kept),
 		cmocka_unit_test(test_default_database_made_explicit),
+		cmocka_unit_test(test_empty_database_made_explicit),
 		cmocka_unit_test(test_refusals),
 	};
 
