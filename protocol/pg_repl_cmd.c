@@ -16,6 +16,7 @@
  * LSN) came before the cut.
  */
 #include "pg_repl_cmd.h"
+#include "pg_repl_cmd_int.h"
 #include "pg_repl_lex.h"
 
 #include <string.h>
@@ -100,79 +101,6 @@ static enum pg_repl_cmd_error expect_end(struct parser *ps)
 	return PG_REPL_ERR_NONE;
 }
 
-/* An option's argument, as defGetString() and defGetBoolean() see it. */
-struct optval {
-	bool given;
-	bool integer;		/* an unquoted number: an Integer node */
-	uint64_t number;
-	bool fits;		/* text holds all of it */
-	char text[32];
-};
-
-static void take_optval(const struct pg_repl_lex_token *t, struct optval *v)
-{
-	memset(v, 0, sizeof(*v));
-	v->given = true;
-	if (t->type == PG_REPL_LEX_UINT) {
-		v->integer = true;
-		v->number = t->big ? UINT64_MAX : t->value;
-		return;
-	}
-	v->fits = pg_repl_lex_copy_text(t, v->text, sizeof(v->text));
-}
-
-static bool equal_nocase(const char *a, const char *lower)
-{
-	for (; *a != '\0' && *lower != '\0'; a++, lower++) {
-		char c = (*a >= 'A' && *a <= 'Z') ? (char)(*a - 'A' + 'a') : *a;
-
-		if (c != *lower)
-			return false;
-	}
-	return *a == *lower;
-}
-
-/* defGetBoolean(): no argument is true; 0, 1, true, false, on, off. */
-static enum pg_repl_cmd_error bool_option(const struct optval *v, bool *result)
-{
-	if (!v->given) {
-		*result = true;
-		return PG_REPL_ERR_NONE;
-	}
-	if (v->integer) {
-		if (v->number > 1)
-			return PG_REPL_ERR_OPTION;
-		*result = v->number == 1;
-		return PG_REPL_ERR_NONE;
-	}
-	if (v->fits && (equal_nocase(v->text, "true") || equal_nocase(v->text, "on"))) {
-		*result = true;
-		return PG_REPL_ERR_NONE;
-	}
-	if (v->fits && (equal_nocase(v->text, "false") || equal_nocase(v->text, "off"))) {
-		*result = false;
-		return PG_REPL_ERR_NONE;
-	}
-	return PG_REPL_ERR_OPTION;
-}
-
-/* CREATE_REPLICATION_SLOT's snapshot: compared case-sensitively by the server. */
-static enum pg_repl_cmd_error snapshot_option(const struct optval *v,
-					      enum pg_repl_snapshot *result)
-{
-	if (!v->given || v->integer || !v->fits)
-		return PG_REPL_ERR_OPTION;
-	if (strcmp(v->text, "export") == 0)
-		*result = PG_REPL_SNAPSHOT_EXPORT;
-	else if (strcmp(v->text, "nothing") == 0)
-		*result = PG_REPL_SNAPSHOT_NOTHING;
-	else if (strcmp(v->text, "use") == 0)
-		*result = PG_REPL_SNAPSHOT_USE;
-	else
-		return PG_REPL_ERR_OPTION;
-	return PG_REPL_ERR_NONE;
-}
-
 struct slot_given {
 	bool snapshot, reserve_wal, two_phase;
 };
@@ -190,19 +118,19 @@ static enum pg_repl_cmd_error slot_option(struct pg_repl_cmd *out, struct slot_g
 		if (given->snapshot || !logical)
 			return PG_REPL_ERR_OPTION;
 		given->snapshot = true;
-		return snapshot_option(v, &out->snapshot);
+		return pg_repl_snapshot_option(v, &out->snapshot);
 	}
 	if (strcmp(name, "reserve_wal") == 0) {
 		if (given->reserve_wal || logical)
 			return PG_REPL_ERR_OPTION;
 		given->reserve_wal = true;
-		return bool_option(v, &out->reserve_wal);
+		return pg_repl_bool_option(v, &out->reserve_wal);
 	}
 	if (strcmp(name, "two_phase") == 0) {
 		if (given->two_phase || !logical)
 			return PG_REPL_ERR_OPTION;
 		given->two_phase = true;
-		return bool_option(v, &out->two_phase);
+		return pg_repl_bool_option(v, &out->two_phase);
 	}
 	return PG_REPL_ERR_NONE;
 }
@@ -236,7 +164,7 @@ static enum pg_repl_cmd_error generic_options(struct parser *ps, struct slot_giv
 		memset(&v, 0, sizeof(v));
 		if (ps->tok.type == PG_REPL_LEX_IDENT || ps->tok.type == PG_REPL_LEX_STRING ||
 		    ps->tok.type == PG_REPL_LEX_UINT) {
-			take_optval(&ps->tok, &v);
+			pg_repl_take_optval(&ps->tok, &v);
 			next(ps);
 		}
 		e = option_separator(ps);
@@ -333,47 +261,6 @@ static enum pg_repl_cmd_error parse_create_slot(struct parser *ps)
 	return expect_end(ps);
 }
 
-/*
- * pgoutput's proto_version: strtoul() of the whole string, then at most
- * PG_INT32_MAX and at least LOGICALREP_PROTO_MIN_VERSION_NUM (1). Only
- * plain digits are taken: a client writing ' +1' is not worth following.
- */
-static enum pg_repl_cmd_error proto_version_option(const struct optval *v, int *result)
-{
-	uint64_t n = 0;
-	size_t i;
-
-	if (!v->given || !v->fits || v->text[0] == '\0')
-		return PG_REPL_ERR_OPTION;
-	for (i = 0; v->text[i] != '\0'; i++) {
-		if (v->text[i] < '0' || v->text[i] > '9')
-			return PG_REPL_ERR_OPTION;
-		n = n * 10 + (uint64_t)(v->text[i] - '0');
-		if (n > INT32_MAX)
-			return PG_REPL_ERR_OPTION;
-	}
-	if (n == 0)
-		return PG_REPL_ERR_OPTION;
-	*result = (int)n;
-	return PG_REPL_ERR_NONE;
-}
-
-/* defGetStreamingMode() (16+): no value is on; off/false, on/true, parallel. */
-static enum pg_repl_cmd_error streaming_option(const struct optval *v,
-					       enum pg_repl_streaming *result)
-{
-	bool on;
-
-	if (v->given && v->fits && equal_nocase(v->text, "parallel")) {
-		*result = PG_REPL_STREAMING_PARALLEL;
-		return PG_REPL_ERR_NONE;
-	}
-	if (bool_option(v, &on) != PG_REPL_ERR_NONE)
-		return PG_REPL_ERR_OPTION;
-	*result = on ? PG_REPL_STREAMING_ON : PG_REPL_STREAMING_OFF;
-	return PG_REPL_ERR_NONE;
-}
-
 struct plugin_given {
 	bool proto_version, publication_names, streaming, two_phase;
 };
@@ -391,12 +278,12 @@ static enum pg_repl_cmd_error plugin_option(struct pg_repl_cmd *out, struct plug
 
 	memset(&v, 0, sizeof(v));
 	if (val != NULL)
-		take_optval(val, &v);
+		pg_repl_take_optval(val, &v);
 	if (strcmp(name, "proto_version") == 0) {
 		if (given->proto_version)
 			return PG_REPL_ERR_OPTION;
 		given->proto_version = out->proto_version_given = true;
-		return proto_version_option(&v, &out->proto_version);
+		return pg_repl_proto_version_option(&v, &out->proto_version);
 	}
 	if (strcmp(name, "publication_names") == 0) {
 		if (given->publication_names || val == NULL)
@@ -411,13 +298,13 @@ static enum pg_repl_cmd_error plugin_option(struct pg_repl_cmd *out, struct plug
 		if (given->streaming)
 			return PG_REPL_ERR_OPTION;
 		given->streaming = out->streaming_given = true;
-		return streaming_option(&v, &out->streaming);
+		return pg_repl_streaming_option(&v, &out->streaming);
 	}
 	if (strcmp(name, "two_phase") == 0) {
 		if (given->two_phase)
 			return PG_REPL_ERR_OPTION;
 		given->two_phase = out->two_phase_given = true;
-		return bool_option(&v, &out->two_phase);
+		return pg_repl_bool_option(&v, &out->two_phase);
 	}
 	return PG_REPL_ERR_NONE;
 }
@@ -661,65 +548,4 @@ enum pg_repl_cmd_verdict pg_repl_cmd_parse(const uint8_t *buf, size_t len,
 	if (e == PG_REPL_ERR_TOO_LONG && ps.essentials)
 		return PG_REPL_CMD_OK;
 	return malformed(out, e);
-}
-
-const char *pg_repl_cmd_verdict_str(enum pg_repl_cmd_verdict v)
-{
-	switch (v) {
-	case PG_REPL_CMD_OK:
-		return "ok";
-	case PG_REPL_CMD_NOT_REPLICATION:
-		return "not a replication command";
-	case PG_REPL_CMD_MALFORMED:
-		return "malformed replication command";
-	}
-	return "unknown verdict";
-}
-
-const char *pg_repl_cmd_kind_str(enum pg_repl_cmd_kind k)
-{
-	switch (k) {
-	case PG_REPL_CMD_NONE:
-		return "none";
-	case PG_REPL_CMD_IDENTIFY_SYSTEM:
-		return "IDENTIFY_SYSTEM";
-	case PG_REPL_CMD_CREATE_SLOT:
-		return "CREATE_REPLICATION_SLOT";
-	case PG_REPL_CMD_START_REPLICATION:
-		return "START_REPLICATION";
-	case PG_REPL_CMD_DROP_SLOT:
-		return "DROP_REPLICATION_SLOT";
-	case PG_REPL_CMD_READ_SLOT:
-		return "READ_REPLICATION_SLOT";
-	case PG_REPL_CMD_TIMELINE_HISTORY:
-		return "TIMELINE_HISTORY";
-	case PG_REPL_CMD_OTHER:
-		return "other replication command";
-	}
-	return "unknown command";
-}
-
-const char *pg_repl_cmd_error_str(enum pg_repl_cmd_error e)
-{
-	switch (e) {
-	case PG_REPL_ERR_NONE:
-		return "no error";
-	case PG_REPL_ERR_MESSAGE:
-		return "query text is not one NUL-terminated string";
-	case PG_REPL_ERR_SYNTAX:
-		return "syntax error";
-	case PG_REPL_ERR_UNTERMINATED:
-		return "unterminated quoted string";
-	case PG_REPL_ERR_NAME:
-		return "name empty or longer than 63 bytes";
-	case PG_REPL_ERR_LSN:
-		return "invalid streaming start location";
-	case PG_REPL_ERR_NUMBER:
-		return "invalid timeline";
-	case PG_REPL_ERR_OPTION:
-		return "invalid, conflicting or redundant option";
-	case PG_REPL_ERR_TOO_LONG:
-		return "command cut before its slot and position";
-	}
-	return "unknown error";
 }

@@ -68,6 +68,12 @@ static inline uint64_t pg_get_u64(const uint8_t *p)
 	return (uint64_t)pg_get_u32(p) << 32 | pg_get_u32(p + 4);
 }
 
+/* TimestampTz and the like: two's complement, as the server writes them. */
+static inline int64_t pg_get_i64(const uint8_t *p)
+{
+	return (int64_t)pg_get_u64(p);
+}
+
 static inline void pg_put_u32(uint8_t *p, uint32_t v)
 {
 	p[0] = (uint8_t)(v >> 24);
