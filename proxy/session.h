@@ -48,6 +48,7 @@ struct event;
 struct upstream_connect;
 struct session_auth;
 struct repl_track;
+struct relay_io;
 
 enum session_state {
 	SESSION_PROXY_HEADER,
@@ -64,8 +65,11 @@ struct session {
 	struct worker *w;
 	uint64_t id;
 	enum session_state state;
+	/* Each leg is a bufferevent until RELAY, then walgate's own (relay_io.h); one or none. */
 	struct bufferevent *client;
 	struct bufferevent *server;
+	struct relay_io *client_io;
+	struct relay_io *server_io;
 	struct upstream_connect *connecting;
 	struct event *timer;		/* startup, authentication (until login_done) and closing deadlines */
 	struct timeval started;

@@ -9,6 +9,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "relay_io.h"
 #include "session.h"
 #include "worker.h"
 
@@ -57,6 +58,10 @@ enum login_step session_login_auth_take(struct session *s, const uint8_t *msg, s
 void session_connect_upstream(struct session *s);
 /* A matched CancelRequest: to t's address, the way t's session opened its leg. */
 void session_connect_cancel(struct session *s, const struct cancel_target *t);
+
+/* session_relay.c */
+/* Connected (and TLS set up) to the upstream: take both legs over and relay. */
+void session_start_relay(struct session *s);
 void session_forward_to_server(struct session *s);
 
 #endif
