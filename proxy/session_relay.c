@@ -132,6 +132,14 @@ static void forward_to_client(struct session *s)
 	}
 }
 
+static void client_ended(struct session *s)
+{
+	if (s->close_reason[0])		/* the client said Terminate */
+		session_close(s, s->close_reason);
+	else
+		session_close(s, s->client_io->failed ? "client connection error" : "client closed");
+}
+
 void session_forward_to_server(struct session *s)
 {
 	uint64_t before = s->client_io->bytes_read;
@@ -149,10 +157,11 @@ void session_forward_to_server(struct session *s)
 	/*
 	 * The client said Terminate (client_message): the upstream gets it and
 	 * the end of its connection now, without waiting for the client to
-	 * close its socket. The server says nothing after a Terminate.
+	 * close its socket. The server says nothing after a Terminate. What
+	 * the client sent before its socket ended has gone on too.
 	 */
-	if (s->close_reason[0])
-		session_close(s, s->close_reason);
+	if (s->close_reason[0] || relay_io_ended(s->client_io))
+		client_ended(s);
 }
 
 /* ---- the legs' events -------------------------------------------------- */
@@ -167,14 +176,6 @@ static void server_ended(struct session *s)
 		session_tell_client(s, "FATAL", PG_SQLSTATE_CONNECTION_FAILURE,
 			    "walgate: the upstream server closed the connection");
 	session_close(s, failed ? "upstream connection error" : "upstream closed");
-}
-
-static void client_ended(struct session *s)
-{
-	if (s->close_reason[0])		/* the client said Terminate */
-		session_close(s, s->close_reason);
-	else
-		session_close(s, s->client_io->failed ? "client connection error" : "client closed");
 }
 
 /* In CLOSING: a leg's queue drained, or its socket failed. */
@@ -219,9 +220,9 @@ static void client_io_event(struct relay_io *io, enum relay_io_event ev, void *a
 		return;
 	}
 	if (ev == RELAY_IO_READABLE)
-		session_forward_to_server(s);	/* what arrived before an end still goes */
-	if (s->state == SESSION_RELAY && relay_io_ended(io))
-		client_ended(s);
+		session_forward_to_server(s);
+	else
+		client_ended(s);	/* RELAY_IO_FAILED */
 }
 
 /* Both legs become walgate's own; on failure the session closes. */
