@@ -124,7 +124,13 @@ static void command(struct repl_track *t, const uint8_t *text, uint32_t len)
 		break;
 	}
 	command_logged(t, &c);
-	if (c.kind != PG_REPL_CMD_START_REPLICATION)
+	/*
+	 * The server answers in order: a START sent behind one still
+	 * unanswered is not what the next CopyBothResponse accepts (it reaches
+	 * the walsender in copy mode, which refuses it). Taking its name would
+	 * make an entry for a slot the server never accepted.
+	 */
+	if (c.kind != PG_REPL_CMD_START_REPLICATION || t->state == REPL_STARTING)
 		return;
 	t->state = REPL_STARTING;
 	memcpy(t->start_slot, c.slot, sizeof(t->start_slot));

@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "log.h"
+#include "core/log.h"
 
 static void wire_room(const struct wire *w, size_t n)
 {

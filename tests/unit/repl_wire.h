@@ -12,10 +12,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "pg_scan.h"
-#include "repl_track.h"
-#include "slots.h"
-#include "worker.h"
+#include "protocol/pg_scan.h"
+#include "repl/repl_track.h"
+#include "repl/slots.h"
+#include "worker/worker.h"
 
 /* Bytes being built: whole messages, or a pgoutput message to wrap in a 'w'. */
 struct wire {
