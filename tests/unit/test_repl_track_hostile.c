@@ -267,6 +267,7 @@ static void test_odd_slot_names(void **state)
 	(void)state;
 	rs_open(&rs, "appdb");
 	feed_query(&rs, "START_REPLICATION SLOT \"a\x01\x1b[31m\nb\" LOGICAL 0/0");
+	assert_int_equal(rs.t->state, REPL_STARTING);	/* the server judges the name */
 	msg_error(&w, "42602", "replication slot name contains invalid character");
 	rs_server(&rs, &w);
 	assert_int_equal(rs.t->state, REPL_IDLE);
