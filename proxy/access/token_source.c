@@ -25,6 +25,7 @@
 
 #include "core/log.h"
 #include "access/token_response.h"
+#include "core/cred_spec.h"
 
 #define FETCH_TIMEOUT_S 10
 #define RETRY_MIN_S 1
@@ -37,10 +38,7 @@ struct token_source {
 	struct evdns_base *dns;
 	struct evhttp_connection *conn;
 	struct event *timer;
-	char host[256];
-	int port;
-	char host_header[270];		/* host, and :port unless 80 */
-	char path[1024];
+	struct token_url at;		/* host, port, Host header, path */
 	char url[1400];			/* for messages */
 	int64_t margin_s;
 	int retry_s;
@@ -163,9 +161,9 @@ static void fetch(struct token_source *ts)
 	ts->http_error = -1;
 	evhttp_request_set_error_cb(req, on_error);
 	h = evhttp_request_get_output_headers(req);
-	evhttp_add_header(h, "Host", ts->host_header);
+	evhttp_add_header(h, "Host", ts->at.host_header);
 	evhttp_add_header(h, "Metadata-Flavor", "Google");
-	if (evhttp_make_request(ts->conn, req, EVHTTP_REQ_GET, ts->path) != 0)
+	if (evhttp_make_request(ts->conn, req, EVHTTP_REQ_GET, ts->at.path) != 0)
 		fetch_failed(ts, "cannot send the request");	/* req is freed by libevent */
 }
 
@@ -174,37 +172,12 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
 	fetch(arg);
 }
 
-/* http://host[:port]/path only: the metadata server speaks plain HTTP on a link-local address. */
 static bool take_url(struct token_source *ts, const char *url, char *err, size_t errlen)
 {
-	struct evhttp_uri *u = evhttp_uri_parse(url);
-	const char *scheme = u ? evhttp_uri_get_scheme(u) : NULL;
-	const char *host = u ? evhttp_uri_get_host(u) : NULL;
-	const char *path = u ? evhttp_uri_get_path(u) : NULL;
-	const char *query = u ? evhttp_uri_get_query(u) : NULL;
-	bool ok = scheme && !strcmp(scheme, "http") && host && *host &&
-		  strlen(host) < sizeof(ts->host);
+	bool ok = token_url_parse(url, &ts->at, err, errlen);
 
-	if (ok) {
-		snprintf(ts->host, sizeof(ts->host), "%s", host);
-		ts->port = evhttp_uri_get_port(u) > 0 ? evhttp_uri_get_port(u) : 80;
-		snprintf(ts->host_header, sizeof(ts->host_header), ts->port == 80 ? "%s" : "%s:%d",
-			 host, ts->port);
-		ok = (size_t)snprintf(ts->path, sizeof(ts->path), "%s%s%s", path && *path ? path : "/",
-				      query ? "?" : "", query ? query : "") < sizeof(ts->path);
-	}
-	evhttp_uri_free(u);
-	if (!ok)
-		snprintf(err, errlen, "token URL \"%s\" is not http://host[:port]/path", url);
 	snprintf(ts->url, sizeof(ts->url), "%s", url);
 	return ok;
-}
-
-bool token_url_check(const char *url, char *err, size_t errlen)
-{
-	static _Thread_local struct token_source scratch;	/* large for a stack */
-
-	return take_url(&scratch, url, err, errlen);
 }
 
 struct token_source *token_source_new(struct event_base *base)
@@ -262,8 +235,8 @@ bool token_source_configure(struct token_source *ts, const char *url, int64_t ma
 					   EVDNS_BASE_DISABLE_WHEN_INACTIVE);
 	if (!ts->dns)	/* no resolv.conf: numeric hosts and /etc/hosts still work */
 		ts->dns = evdns_base_new(ts->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE);
-	ts->conn = ts->dns ? evhttp_connection_base_new(ts->base, ts->dns, ts->host,
-							(unsigned short)ts->port) : NULL;
+	ts->conn = ts->dns ? evhttp_connection_base_new(ts->base, ts->dns, ts->at.host,
+							(unsigned short)ts->at.port) : NULL;
 	if (!ts->conn) {
 		snprintf(err, errlen, "out of memory");
 		token_source_halt(ts);

@@ -45,8 +45,6 @@ struct token_source *token_source_new(struct event_base *base);
 bool token_source_configure(struct token_source *ts, const char *url, int64_t margin_s,
 			    char *err, size_t errlen);
 
-/* Would token_source_configure() take url? false with err filled. */
-bool token_url_check(const char *url, char *err, size_t errlen);
 
 /* The control thread: stop fetching and wipe the token (no user needs it). */
 void token_source_halt(struct token_source *ts);

@@ -19,35 +19,6 @@
 
 #define FILE_PREFIX "file:"
 
-static const char *const kind_names[CRED_KINDS] = {
-	[CRED_AUTH_FILE] = "auth-file",
-	[CRED_FILE] = "file",
-	[CRED_GCE_METADATA] = "gce-metadata",
-};
-
-const char *cred_kind_name(enum cred_kind kind)
-{
-	return kind < CRED_KINDS ? kind_names[kind] : "unknown";
-}
-
-bool cred_spec_parse(const char *spec, enum cred_kind *kind, char *why, size_t whylen)
-{
-	if (!strcmp(spec, "auth-file")) {
-		*kind = CRED_AUTH_FILE;
-	} else if (!strcmp(spec, "gce-metadata")) {
-		*kind = CRED_GCE_METADATA;
-	} else if (!strncmp(spec, FILE_PREFIX, strlen(FILE_PREFIX)) &&
-		   spec[strlen(FILE_PREFIX)] == '/') {
-		*kind = CRED_FILE;
-	} else {
-		/* never echoed: a password written here by mistake must not reach a log */
-		snprintf(why, whylen, "expected auth-file, file:/absolute/path or gce-metadata "
-			 "(the value is not shown: it may be a password)");
-		return false;
-	}
-	return true;
-}
-
 /*
  * The first line of path, without its line end; refused when empty or
  * longer than out. Only a regular file: a FIFO or a device could block the

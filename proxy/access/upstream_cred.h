@@ -15,20 +15,9 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "core/cred_spec.h"
+
 struct token_source;
-
-enum cred_kind {
-	CRED_AUTH_FILE,
-	CRED_FILE,
-	CRED_GCE_METADATA,
-	CRED_KINDS
-};
-
-/* The kind spec names; false with the reason in why when it is none. */
-bool cred_spec_parse(const char *spec, enum cred_kind *kind, char *why, size_t whylen);
-
-/* "auth-file", "file", "gce-metadata": the label of metrics and messages. */
-const char *cred_kind_name(enum cred_kind kind);
 
 /*
  * The password spec gives (a spec that cred_spec_parse() took, not

@@ -9,8 +9,7 @@
  */
 #include "core/config_int.h"
 #include "core/allowlist.h"
-#include "access/token_source.h"
-#include "access/upstream_cred.h"
+#include "core/cred_spec.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -349,6 +348,7 @@ static bool validate(struct load_ctx *ctx)
 {
 	struct config *cfg = ctx->cfg;
 	enum cred_kind cred;
+	struct token_url url;
 	char why[300];
 
 	if (cfg->listen.n == 0)
@@ -384,7 +384,7 @@ static bool validate(struct load_ctx *ctx)
 		return refuse(ctx, "auth", "auth", "scram needs auth_file: the users walgate authenticates");
 	if (!cred_spec_parse(cfg->upstream_password, &cred, why, sizeof(why)))
 		return refuse(ctx, "auth", "upstream_password", "%s", why);
-	if (!token_url_check(cfg->token_url, why, sizeof(why)))
+	if (!token_url_parse(cfg->token_url, &url, why, sizeof(why)))
 		return refuse(ctx, "auth", "token_url", "%s", why);
 	if (cfg->server_channel_binding == SERVER_CBIND_REQUIRE && cfg->server_tls == SERVER_TLS_DISABLE)
 		return refuse(ctx, "tls", "server_channel_binding", "require needs TLS: server_tls is disable");

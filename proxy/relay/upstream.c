@@ -21,7 +21,6 @@
 
 #include "core/config.h"
 #include "core/netutil.h"
-#include "worker/worker.h"
 
 enum uc_phase {
 	UC_START,
@@ -30,7 +29,8 @@ enum uc_phase {
 };
 
 struct upstream_connect {
-	struct worker *w;
+	struct event_base *base;
+	struct evdns_base *dns;
 	enum uc_phase phase;
 	char label[320];		/* "host:port", for messages */
 	char host[256];
@@ -123,7 +123,7 @@ static void try_next_address(struct upstream_connect *uc)
 	uc->ai_next = ai->ai_next;
 	memcpy(&uc->addr, ai->ai_addr, ai->ai_addrlen);
 	uc->addrlen = (socklen_t)ai->ai_addrlen;
-	uc->bev = bufferevent_socket_new(uc->w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+	uc->bev = bufferevent_socket_new(uc->base, -1, BEV_OPT_CLOSE_ON_FREE);
 	if (!uc->bev) {
 		snprintf(uc->error, sizeof(uc->error), "out of memory");
 		uc_finish(uc);
@@ -169,7 +169,7 @@ static void start_resolving(struct upstream_connect *uc)
 	uc->phase = UC_RESOLVING;
 	/* The step event doubles as the resolve timeout while resolving. */
 	event_add(uc->step, &uc->timeout);
-	req = evdns_getaddrinfo(uc->w->dns, uc->host, uc->port, &hints, dns_done, uc);
+	req = evdns_getaddrinfo(uc->dns, uc->host, uc->port, &hints, dns_done, uc);
 	if (uc->phase == UC_RESOLVING)
 		uc->dns_req = req;	/* NULL when it answered at once */
 }
@@ -192,7 +192,8 @@ static void step(evutil_socket_t fd, short what, void *arg)
 	}
 }
 
-struct upstream_connect *upstream_connect_start(struct worker *w, const char *host, int port,
+struct upstream_connect *upstream_connect_start(struct event_base *base, struct evdns_base *dns,
+						const char *host, int port,
 						const struct sockaddr *pinned, socklen_t pinned_len,
 						upstream_done_fn done, void *arg)
 {
@@ -201,7 +202,8 @@ struct upstream_connect *upstream_connect_start(struct worker *w, const char *ho
 
 	if (!uc)
 		return NULL;
-	uc->w = w;
+	uc->base = base;
+	uc->dns = dns;
 	uc->done = done;
 	uc->arg = arg;
 	snprintf(uc->host, sizeof(uc->host), "%s", host);
@@ -209,7 +211,7 @@ struct upstream_connect *upstream_connect_start(struct worker *w, const char *ho
 	snprintf(uc->label, sizeof(uc->label), strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, port);
 	uc->timeout.tv_sec = cfg->upstream_connect_timeout_ms / 1000;
 	uc->timeout.tv_usec = (cfg->upstream_connect_timeout_ms % 1000) * 1000;
-	uc->step = evtimer_new(w->base, step, uc);
+	uc->step = evtimer_new(base, step, uc);
 	if (!uc->step) {
 		free(uc);
 		return NULL;

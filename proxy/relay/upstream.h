@@ -9,7 +9,8 @@
 #include <sys/socket.h>
 
 struct bufferevent;
-struct worker;
+struct event_base;
+struct evdns_base;
 struct upstream_connect;
 
 /*
@@ -26,7 +27,8 @@ typedef void (*upstream_done_fn)(struct bufferevent *bev, const struct sockaddr 
  * (a cancel request must reach the server its session is on). Returns
  * NULL when nothing could be started (out of memory).
  */
-struct upstream_connect *upstream_connect_start(struct worker *w, const char *host, int port,
+struct upstream_connect *upstream_connect_start(struct event_base *base, struct evdns_base *dns,
+						const char *host, int port,
 						const struct sockaddr *pinned, socklen_t pinned_len,
 						upstream_done_fn done, void *arg);
 

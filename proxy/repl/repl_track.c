@@ -11,7 +11,7 @@
 
 #include "core/log.h"
 #include "protocol/pg_wire.h"
-#include "worker/worker.h"
+#include "core/counters.h"
 
 /* Past this many, a session's malformed replication messages are counted silently. */
 #define LOG_MALFORMED_MAX 5

@@ -9,7 +9,7 @@
 #include "session/session.h"
 #include "session/session_int.h"
 #include "repl/repl_track.h"
-#include "session/session_auth.h"
+#include "session/session_secrets.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -34,6 +34,7 @@ static const char *const state_names[] = {
 	[SESSION_STARTUP] = "startup",
 	[SESSION_AUTH] = "auth",
 	[SESSION_CONNECTING] = "connecting",
+	[SESSION_LOGIN] = "login",
 	[SESSION_RELAY] = "relay",
 	[SESSION_CANCEL] = "cancel",
 	[SESSION_CLOSING] = "closing",
@@ -166,13 +167,20 @@ bool session_tell_client(struct session *s, const char *severity, const char *sq
 
 	if (!s->client || s->state == SESSION_CANCEL)
 		return false;
-	if (s->state == SESSION_RELAY && !pg_scan_at_boundary(&s->to_client.scan))
+	if (session_legs_open(s) && !pg_scan_at_boundary(&s->to_client.scan))
 		return false;
 	len = pg_build_error(buf, sizeof(buf), &f);
 	if (len == 0)
 		return false;
 	bufferevent_write(s->client, buf, len);
 	return true;
+}
+
+void session_login_to_client(struct session *s, const uint8_t *msg, size_t len)
+{
+	bufferevent_write(s->client, msg, len);
+	s->to_client.bytes += len;
+	s->to_client.last_type = msg[0];
 }
 
 void session_fail(struct session *s, const char *sqlstate, const char *message,
@@ -261,11 +269,8 @@ static void session_timer(evutil_socket_t fd, short what, void *arg)
 		break;
 	case SESSION_AUTH:
 	case SESSION_CONNECTING:
+	case SESSION_LOGIN:
 		auth_timed_out(s);
-		break;
-	case SESSION_RELAY:
-		if (!s->login_done)
-			auth_timed_out(s);
 		break;
 	case SESSION_CANCEL:
 		if (!s->cancel_sent)
@@ -381,5 +386,19 @@ void session_free_all(struct worker *w)
 		if (!s->close_reason[0])
 			snprintf(s->close_reason, sizeof(s->close_reason), "exit");
 		session_free(s);
+	}
+}
+
+void session_snapshot_add(const struct worker *w, struct worker_snapshot *out)
+{
+	const struct session *s;
+
+	TAILQ_FOREACH(s, &w->sessions, link) {
+		if (s->startup.replication_mode != PG_REPLICATION_NONE)
+			out->replication++;
+		else
+			out->regular++;
+		out->stats.bytes_client_to_server += s->to_server.bytes;
+		out->stats.bytes_server_to_client += s->to_client.bytes;
 	}
 }

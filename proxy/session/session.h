@@ -2,18 +2,21 @@
  * session.h - one client connection and its upstream connection, from
  * accept to close, as an explicit state machine:
  *
- *   [PROXY_HEADER] --> STARTUP --StartupMessage--> [AUTH] --> CONNECTING --connected--> RELAY
- *                         |                            |                       |
- *                         +--CancelRequest--> CANCEL   +-----------------------+--> CLOSING
+ *   [PROXY_HEADER] --> STARTUP --StartupMessage--> [AUTH] --> CONNECTING --connected--> LOGIN
+ *                         |                            |                       |             |
+ *                         |                            |                       |   AuthenticationOk
+ *                         |                            |                       |             v
+ *                         +--CancelRequest--> CANCEL   +-----------------------+----------> RELAY --> CLOSING
  *
- * RELAY begins with the login exchange, taken from the upstream message by
- * message (session_login.c) until AuthenticationOk (login_done); after it
- * both directions stream. CONNECTING covers TCP, the upstream's SSLRequest
- * and its TLS handshake; AUTH exists only with auth = scram.
+ * LOGIN is the upstream's login exchange, taken message by message
+ * (session_login.c) until AuthenticationOk; in RELAY both directions
+ * stream. CONNECTING covers TCP, the upstream's SSLRequest and its TLS
+ * handshake; AUTH exists only with auth = scram. Every state may go to
+ * CLOSING.
  *
  * Deadlines: startup_timeout until the StartupMessage, auth_timeout from
- * accept until login_done (every state before the stream: TLS handshakes,
- * AUTH, CONNECTING, the login exchange); none after it.
+ * accept until RELAY (every state before the stream: TLS handshakes,
+ * AUTH, CONNECTING, LOGIN); none after it.
  *
  * CANCEL: a CancelRequest whose key a session registered (cancel_registry.h,
  * across all workers) is sent to that session's upstream address, opened
@@ -43,6 +46,7 @@
 #include "relay/relay.h"
 
 struct worker;
+struct worker_snapshot;
 struct bufferevent;
 struct event;
 struct upstream_connect;
@@ -54,7 +58,8 @@ enum session_state {
 	SESSION_STARTUP,
 	SESSION_AUTH,			/* auth = scram: walgate's SCRAM exchange with the client */
 	SESSION_CONNECTING,		/* TCP, then the upstream's SSLRequest and handshake */
-	SESSION_RELAY,
+	SESSION_LOGIN,			/* both legs open: the upstream's login exchange */
+	SESSION_RELAY,			/* logged in: both directions stream */
 	SESSION_CANCEL,
 	SESSION_CLOSING,
 };
@@ -67,7 +72,7 @@ struct session {
 	struct bufferevent *client;
 	struct bufferevent *server;
 	struct upstream_connect *connecting;
-	struct event *timer;		/* startup, authentication (until login_done) and closing deadlines */
+	struct event *timer;		/* startup, authentication (until RELAY) and closing deadlines */
 	struct timeval started;
 
 	char prefix[160];		/* "C-12 127.0.0.1:5000", for log lines */
@@ -84,7 +89,6 @@ struct session {
 	bool direct_tls;		/* ... opened with a ClientHello, no SSLRequest */
 	bool server_tls;		/* the upstream leg is (becoming) TLS */
 	bool tls_handshaking;		/* a handshake on either leg is under way */
-	bool login_done;		/* AuthenticationOk relayed: the upstream side streams */
 	bool client_held;		/* auth = scram: client not read until AuthenticationOk */
 	char upstream_label[280];	/* "host:port" as configured, for messages */
 	char upstream_host[256];	/* the name verify-full checks */
@@ -112,8 +116,11 @@ struct session {
 	char close_reason[160];		/* a copy: reasons are often built on the caller's stack */
 };
 
-/* Take over an accepted socket. */
-void session_accept(struct worker *w, int fd, const struct sockaddr *peer, socklen_t peerlen);
+/* LOGIN or RELAY: both legs are open and the session reads both. */
+static inline bool session_legs_open(const struct session *s)
+{
+	return s->state == SESSION_LOGIN || s->state == SESSION_RELAY;
+}
 
 /* Stop logins in progress; sessions already relaying go on. */
 void session_drain_logins(struct worker *w);
@@ -126,6 +133,9 @@ void session_enforce_allowlist(struct worker *w);
 
 /* Free whatever is left at exit, without waiting for anything. */
 void session_free_all(struct worker *w);
+
+/* Add w's open sessions to a snapshot: how many of each kind, and their bytes. */
+void session_snapshot_add(const struct worker *w, struct worker_snapshot *out);
 
 #define slog(s, level, ...) \
 	do { if (log_enabled(level)) log_write(level, (s)->prefix, __VA_ARGS__); } while (0)

@@ -10,8 +10,10 @@
  * An unknown user goes through the same exchange against a made-up
  * verifier and gets the same error as a wrong password.
  */
-#include "session/session.h"
 #include "session/session_auth.h"
+
+#include "session/session.h"
+#include "session/session_secrets.h"
 #include "session/session_int.h"
 
 #include <event2/buffer.h>
@@ -31,25 +33,11 @@
 #include "protocol/pg_wire.h"
 #include "tls/tls_binding.h"
 #include "worker/worker.h"
+#include "session/session_cred.h"
+#include "session/session_upstream.h"
 
 /* The client's SASL messages are small; PostgreSQL's own limit is similar. */
 #define AUTH_MSG_MAX (SCRAM_MSG_MAX + 256)
-
-void session_auth_free(struct session_auth *a)
-{
-	if (!a)
-		return;
-	if (a->kdf)
-		kdf_cancel(a->kdf);
-	if (a->password) {
-		OPENSSL_cleanse(a->password, strlen(a->password));
-		free(a->password);
-	}
-	free(a->upstream_user);
-	free(a->startup);
-	OPENSSL_cleanse(a, sizeof(*a));
-	free(a);
-}
 
 static void auth_failed(struct session *s, const char *why)
 {

@@ -3,6 +3,8 @@
  * PROXY header, the startup phase (SSLRequest, GSSENCRequest,
  * CancelRequest, StartupMessage) and the client's callbacks.
  */
+#include "session/session_client.h"
+
 #include "session/session.h"
 #include "session/session_int.h"
 
@@ -25,6 +27,8 @@
 #include "tls/tls_context.h"
 #include "relay/tls_upgrade.h"
 #include "worker/worker.h"
+#include "session/session_auth.h"
+#include "session/session_upstream.h"
 
 /* ---- startup phase ---------------------------------------------------- */
 
@@ -350,6 +354,7 @@ static void client_read(struct bufferevent *bev, void *arg)
 	case SESSION_AUTH:
 		session_auth_read(s);
 		break;
+	case SESSION_LOGIN:
 	case SESSION_RELAY:
 		session_forward_to_server(s);
 		break;
@@ -363,7 +368,7 @@ static void client_write(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_RELAY)
+	if (session_legs_open(s))
 		relay_sink_drained(&s->to_client, s->server, s->client);
 	else if (s->state == SESSION_CLOSING)
 		session_closing_progress(s);
@@ -395,7 +400,7 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
 			session_reject(s, REJECT_PROXY_HEADER, "closed before a complete PROXY header");
 		return;
 	}
-	if (s->state == SESSION_RELAY)
+	if (session_legs_open(s))
 		session_forward_to_server(s);	/* what arrived before the end still goes */
 	if (s->state == SESSION_CLOSING)
 		return;

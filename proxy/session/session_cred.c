@@ -10,6 +10,8 @@
  * (pg_startup_edit.h). A source that gives nothing ends the session with
  * FATAL 28000 naming the source and why, before the upstream is contacted.
  */
+#include "session/session_cred.h"
+
 #include "session/session.h"
 #include "session/session_int.h"
 
@@ -23,7 +25,7 @@
 #include "protocol/pg_message.h"
 #include "protocol/pg_startup_edit.h"
 #include "protocol/pg_wire.h"
-#include "session/session_auth.h"
+#include "session/session_secrets.h"
 #include "access/token_response.h"
 #include "access/upstream_cred.h"
 #include "worker/worker.h"

@@ -1,7 +1,9 @@
 /*
- * session_int.h - what session.c, session_client.c and session_upstream.c
- * share; nothing else in proxy/ includes it. Calls go one way only:
- * client -> upstream -> core (session.c).
+ * session_int.h - session.c's functions for the other files of session/:
+ * changing state, timers, queueing to the client, and the one way out.
+ * Nothing outside session/ includes it. Calls go one way only: the phase
+ * files (client, auth, upstream, login) call down into session.c, never
+ * the other way.
  */
 #ifndef WALGATE_SESSION_INT_H
 #define WALGATE_SESSION_INT_H
@@ -11,6 +13,13 @@
 
 #include "session/session.h"
 #include "worker/worker.h"
+
+/* What a phase file's handler of the upstream's login messages says next. */
+enum login_step {
+	LOGIN_MORE,		/* wait for more of the upstream's login messages */
+	LOGIN_DONE,		/* AuthenticationOk went to the client: stream from here */
+	LOGIN_CLOSED,		/* the session is closing */
+};
 
 /* session.c */
 struct session *session_new(struct worker *w, int fd, const struct sockaddr *peer,
@@ -30,33 +39,7 @@ bool session_tell_client(struct session *s, const char *severity, const char *sq
 void session_fail(struct session *s, const char *sqlstate, const char *message, const char *reason);
 void session_reject(struct session *s, enum reject_reason reason, const char *why);
 void session_protocol_violation(struct session *s, const char *sqlstate, const char *message);
-
-/* session_auth.c */
-void session_auth_begin(struct session *s);
-/* session_cred.c: the upstream user and password; false once the session is ending. */
-bool session_cred_prepare(struct session *s);
-/* The user walgate logs in upstream as: the client's, or the one configured for it. */
-const char *session_upstream_user(const struct session *s);
-void session_auth_read(struct session *s);
-
-/* session_login.c */
-enum login_step {
-	LOGIN_MORE,		/* wait for more of the upstream's login messages */
-	LOGIN_DONE,		/* AuthenticationOk went to the client: stream from here */
-	LOGIN_CLOSED,		/* the session is closing */
-};
-enum login_step session_login_feed(struct session *s);
 /* Queue msg[0..len) for the client as a message of the login exchange. */
 void session_login_to_client(struct session *s, const uint8_t *msg, size_t len);
-
-/* session_login_auth.c: auth = scram, one whole message of the upstream's login. */
-enum login_step session_login_auth_take(struct session *s, const uint8_t *msg, size_t len);
-
-/* session_upstream.c */
-/* Log in: connect to the configured upstream, as server_tls says. */
-void session_connect_upstream(struct session *s);
-/* A matched CancelRequest: to t's address, the way t's session opened its leg. */
-void session_connect_cancel(struct session *s, const struct cancel_target *t);
-void session_forward_to_server(struct session *s);
 
 #endif

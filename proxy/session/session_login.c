@@ -13,6 +13,8 @@
  *
  * After AuthenticationOk the session streams (relay.c) as usual.
  */
+#include "session/session_login.h"
+
 #include "session/session.h"
 #include "session/session_int.h"
 
@@ -24,21 +26,15 @@
 #include "protocol/pg_auth.h"
 #include "protocol/pg_message.h"
 #include "protocol/pg_wire.h"
-#include "session/session_auth.h"
+#include "session/session_secrets.h"
 #include "worker/worker.h"
+#include "session/session_login_auth.h"
 
 /* Login messages are small; anything larger is not a PostgreSQL server talking. */
 #define LOGIN_MSG_MAX 65536
 
 #define BINDING_HINT "walgate terminates TLS and relays authentication, so the client's " \
 	"channel binding cannot match the server's certificate: connect with channel_binding=disable"
-
-void session_login_to_client(struct session *s, const uint8_t *msg, size_t len)
-{
-	bufferevent_write(s->client, msg, len);
-	s->to_client.bytes += len;
-	s->to_client.last_type = msg[0];
-}
 
 /* msg (consumed bytes of the upstream's input) rewritten as out[0..len). */
 static void send_to_client(struct session *s, const uint8_t *out, size_t len, size_t consumed)
@@ -148,7 +144,7 @@ enum login_step session_login_feed(struct session *s)
 			return LOGIN_DONE;
 		}
 		forward_message(s, msg, (size_t)len + 1);
-		if (s->state != SESSION_RELAY)
+		if (s->state != SESSION_LOGIN)
 			return LOGIN_CLOSED;
 	}
 }

@@ -15,6 +15,8 @@
  * Only the upstream's AuthenticationOk, notices and NegotiateProtocolVersion
  * reach the client before the login is done.
  */
+#include "session/session_login_auth.h"
+
 #include "session/session.h"
 #include "session/session_int.h"
 
@@ -33,10 +35,11 @@
 #include "protocol/pg_message.h"
 #include "protocol/pg_wire.h"
 #include "protocol/saslprep.h"
-#include "session/session_auth.h"
+#include "session/session_secrets.h"
 #include "tls/tls_binding.h"
 #include "access/token_response.h"
 #include "worker/worker.h"
+#include "session/session_cred.h"
 
 #define AUTH_REQUEST_MAX 1024	/* an authentication request from the upstream */
 
@@ -313,7 +316,7 @@ static void salted_ready(void *arg, bool ok, const uint8_t salted[SCRAM_KEY_LEN]
 	enum scram_result r;
 
 	s->auth->kdf = NULL;
-	if (s->state != SESSION_RELAY)
+	if (s->state != SESSION_LOGIN)
 		return;		/* closing meanwhile (the upstream went away): nothing to send */
 	if (!ok) {
 		login_failed(s, "cannot compute the salted password");
@@ -502,5 +505,5 @@ enum login_step session_login_auth_take(struct session *s, const uint8_t *msg, s
 		refuse(s, UPAUTH_SEQUENCE, "the upstream sent a message other than authentication "
 		       "before logging walgate in");
 	}
-	return s->state == SESSION_RELAY ? LOGIN_MORE : LOGIN_CLOSED;
+	return s->state == SESSION_LOGIN ? LOGIN_MORE : LOGIN_CLOSED;
 }

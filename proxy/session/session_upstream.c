@@ -4,6 +4,8 @@
  * callbacks, recording the backend's key for cancels, and relaying in both
  * directions once logged in.
  */
+#include "session/session_upstream.h"
+
 #include "session/session.h"
 #include "session/session_int.h"
 
@@ -21,11 +23,12 @@
 #include "protocol/pg_message.h"
 #include "protocol/pg_wire.h"
 #include "repl/repl_track.h"
-#include "session/session_auth.h"
+#include "session/session_secrets.h"
 #include "relay/upstream.h"
 #include "tls/tls_context.h"
 #include "relay/tls_upgrade.h"
 #include "worker/worker.h"
+#include "session/session_login.h"
 
 /* ---- upstream side ---------------------------------------------------- */
 
@@ -104,12 +107,12 @@ static void log_login(const struct session *s)
 
 static void forward_to_client(struct session *s)
 {
-	if (!s->login_done) {
+	if (s->state == SESSION_LOGIN) {
 		enum login_step step = session_login_feed(s);
 
 		if (step != LOGIN_DONE)
 			return;
-		s->login_done = true;
+		session_set_state(s, SESSION_RELAY);
 		log_login(s);
 		event_del(s->timer);	/* logged in: no idle timeout, replication connections idle for long */
 		if (s->client_held) {
@@ -271,7 +274,7 @@ static void server_read(struct bufferevent *bev, void *arg)
 	if ((s->state == SESSION_CONNECTING || (s->state == SESSION_CANCEL && !s->cancel_sent)) &&
 	    s->server_tls && !s->tls_handshaking)
 		ssl_answer_read(s);
-	else if (s->state == SESSION_RELAY)
+	else if (session_legs_open(s))
 		forward_to_client(s);
 	else
 		evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
@@ -281,7 +284,7 @@ static void server_write(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_RELAY)
+	if (session_legs_open(s))
 		relay_sink_drained(&s->to_server, s->client, s->server);
 	else if (s->state == SESSION_CLOSING)
 		session_closing_progress(s);
@@ -313,7 +316,7 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	forward_to_client(s);
-	if (s->state != SESSION_RELAY)
+	if (!session_legs_open(s))
 		return;
 	/* An upstream that said FATAL before closing has told the client already. */
 	if (s->to_client.last_type != PG_MSG_ERROR_RESPONSE)
@@ -327,7 +330,7 @@ static void start_relay(struct session *s)
 	const struct config *cfg = config_current();
 	const struct pg_startup *st = &s->startup;
 
-	session_set_state(s, SESSION_RELAY);
+	session_set_state(s, SESSION_LOGIN);
 	if (st->replication_mode != PG_REPLICATION_NONE)
 		s->repl = repl_track_new(&s->w->slots, s->w->stats.protocol_errors, s->prefix,
 					 st->replication_mode == PG_REPLICATION_LOGICAL ?
@@ -401,7 +404,7 @@ void session_connect_upstream(struct session *s)
 		 strchr(host, ':') ? "[%s]:%d" : "%s:%d", host, cfg->upstream_port);
 	s->server_tls = s->w->tls_client != NULL;
 	s->upstream_verify = tls_verify_of(cfg->server_tls);
-	s->connecting = upstream_connect_start(s->w, host, cfg->upstream_port, NULL, 0, upstream_done, s);
+	s->connecting = upstream_connect_start(s->w->base, s->w->dns, host, cfg->upstream_port, NULL, 0, upstream_done, s);
 	if (!s->connecting)
 		session_fail(s, PG_SQLSTATE_CONNECTION_FAILURE, "walgate: out of memory", "out of memory");
 }
@@ -417,7 +420,7 @@ void session_connect_cancel(struct session *s, const struct cancel_target *t)
 	s->server_tls = t->tls;
 	s->upstream_verify = t->verify;
 	/* pinned: no name is resolved, the session's own address is dialled */
-	s->connecting = upstream_connect_start(s->w, t->host, port, sa, t->addrlen, upstream_done, s);
+	s->connecting = upstream_connect_start(s->w->base, s->w->dns, t->host, port, sa, t->addrlen, upstream_done, s);
 	if (!s->connecting)
 		session_close(s, "out of memory");
 }

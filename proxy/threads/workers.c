@@ -21,6 +21,7 @@
 #include "worker/generation.h"
 #include "core/log.h"
 #include "session/session.h"
+#include "session/session_client.h"
 
 enum mail {
 	MAIL_ADOPT = 1 << 0,
@@ -96,6 +97,8 @@ static void take_snapshot(struct worker_thread *t)
 {
 	worker_snapshot_clear(&t->snap);
 	t->snap_ok = worker_snapshot_take(&t->w, &t->snap);
+	if (t->snap_ok)
+		session_snapshot_add(&t->w, &t->snap);
 	atomic_fetch_add(&t->pool->snapshots, 1);
 	answer(t->pool);
 }

@@ -1,6 +1,7 @@
 /*
  * worker.c - one event loop and its resolver: setting up, tearing down,
- * adopting a new generation, and snapshots of its numbers.
+ * adopting a new generation, and snapshots of its numbers (the sessions'
+ * share is session_snapshot_add()).
  */
 #include "worker/worker.h"
 
@@ -15,78 +16,7 @@
 #include "worker/generation.h"
 #include "core/log.h"
 #include "core/netutil.h"
-#include "session/session.h"
 
-
-static const char *const reject_names[REJECT_REASONS] = {
-	[REJECT_NOT_ALLOWED] = "not_allowed",
-	[REJECT_PROXY_HEADER] = "proxy_header",
-	[REJECT_PROXY_UNTRUSTED] = "proxy_untrusted",
-	[REJECT_TOO_MANY] = "too_many_connections",
-	[REJECT_PROTOCOL] = "protocol_violation",
-	[REJECT_STARTUP_TIMEOUT] = "startup_timeout",
-	[REJECT_TLS_REQUIRED] = "tls_required",
-	[REJECT_TLS_HANDSHAKE] = "tls_handshake",
-	[REJECT_PROXY_UNKNOWN] = "proxy_unknown_source",
-	[REJECT_AUTH_TIMEOUT] = "auth_timeout",
-};
-
-const char *reject_reason_name(enum reject_reason r)
-{
-	return r < REJECT_REASONS ? reject_names[r] : "unknown";
-}
-
-static const char *const upstream_auth_refusal_names[UPAUTH_REASONS] = {
-	[UPAUTH_METHOD] = "auth_method",
-	[UPAUTH_CHANNEL_BINDING] = "channel_binding",
-	[UPAUTH_SEQUENCE] = "sequence",
-	[UPAUTH_SCRAM] = "scram",
-};
-
-const char *upstream_auth_refusal_name(enum upstream_auth_refusal r)
-{
-	return r < UPAUTH_REASONS ? upstream_auth_refusal_names[r] : "unknown";
-}
-
-static const char *const cancel_result_names[CANCEL_RESULTS] = {
-	[CANCEL_FORWARDED] = "forwarded",
-	[CANCEL_UNMATCHED] = "unmatched",
-	[CANCEL_FAILED] = "failed",
-};
-
-const char *cancel_result_name(enum cancel_result r)
-{
-	return r < CANCEL_RESULTS ? cancel_result_names[r] : "unknown";
-}
-
-static const char *const protocol_error_names[PROTO_ERR_KINDS] = {
-	[PROTO_ERR_CLIENT] = "client",
-	[PROTO_ERR_UPSTREAM] = "upstream",
-	[PROTO_ERR_REPL_COMMAND] = "replication_command",
-	[PROTO_ERR_REPL_STREAM] = "replication_stream",
-	[PROTO_ERR_PGOUTPUT] = "pgoutput",
-};
-
-const char *protocol_error_kind_name(enum protocol_error_kind k)
-{
-	return k < PROTO_ERR_KINDS ? protocol_error_names[k] : "unknown";
-}
-
-bool ratelimit_pass(struct ratelimit *rl, int64_t now, unsigned long *suppressed)
-{
-	if (now - rl->window_start >= rl->period) {
-		rl->window_start = now;
-		rl->used = 0;
-	}
-	if (rl->used >= rl->burst) {
-		rl->suppressed++;
-		return false;
-	}
-	rl->used++;
-	*suppressed = rl->suppressed;
-	rl->suppressed = 0;
-	return true;
-}
 
 int worker_shared_init(struct worker_shared *sh)
 {
@@ -183,19 +113,10 @@ void worker_note_upstream_polled(struct worker_shared *sh, bool reachable)
 
 bool worker_snapshot_take(struct worker *w, struct worker_snapshot *out)
 {
-	const struct session *s;
 	long n;
 
 	memset(out, 0, sizeof(*out));
 	out->stats = w->stats;
-	TAILQ_FOREACH(s, &w->sessions, link) {
-		if (s->startup.replication_mode != PG_REPLICATION_NONE)
-			out->replication++;
-		else
-			out->regular++;
-		out->stats.bytes_client_to_server += s->to_server.bytes;
-		out->stats.bytes_server_to_client += s->to_client.bytes;
-	}
 	slots_expire(&w->slots, slots_now_us(), config_current()->slot_expiry_ms * 1000);
 	n = slots_view(&w->slots, slots_now_us(), &out->slots);
 	if (n < 0)

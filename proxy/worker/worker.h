@@ -15,9 +15,11 @@
 #include <time.h>
 
 #include "access/kdf.h"
+#include "core/counters.h"
+#include "core/ratelimit.h"
 #include "worker/cancel_registry.h"
 #include "repl/slots.h"
-#include "access/upstream_cred.h"
+#include "core/cred_spec.h"
 
 struct event_base;
 struct ssl_ctx_st;
@@ -27,71 +29,6 @@ struct token_source;
 struct generation;
 
 TAILQ_HEAD(session_list, session);
-
-/* Why a connection was turned away before it reached the upstream. */
-enum reject_reason {
-	REJECT_NOT_ALLOWED,		/* source address not on the allow list */
-	REJECT_PROXY_HEADER,		/* trusted peer: PROXY header missing, malformed or late */
-	REJECT_PROXY_UNTRUSTED,		/* a PROXY header from a peer not trusted to send one */
-	REJECT_TOO_MANY,		/* max_client_conn reached */
-	REJECT_PROTOCOL,		/* invalid startup packet */
-	REJECT_STARTUP_TIMEOUT,		/* no complete startup packet in time */
-	REJECT_TLS_REQUIRED,		/* a plaintext login where client_tls = require */
-	REJECT_TLS_HANDSHAKE,		/* the client's TLS handshake failed */
-	REJECT_PROXY_UNKNOWN,		/* a PROXY header naming no source, proxy_protocol_unknown = refuse */
-	REJECT_AUTH_TIMEOUT,		/* not logged in within auth_timeout */
-	REJECT_REASONS
-};
-
-const char *reject_reason_name(enum reject_reason r);
-
-/* Why walgate broke off its own login upstream (auth = scram). */
-enum upstream_auth_refusal {
-	UPAUTH_METHOD,			/* a method [auth] server_auth_methods does not allow */
-	UPAUTH_CHANNEL_BINDING,		/* server_channel_binding = require, and no -PLUS */
-	UPAUTH_SEQUENCE,		/* a message out of the login's order */
-	UPAUTH_SCRAM,			/* the server's SCRAM messages: malformed, wrong signature */
-	UPAUTH_REASONS
-};
-
-const char *upstream_auth_refusal_name(enum upstream_auth_refusal r);
-
-/* Who broke the protocol, for walgate_protocol_errors_total{kind}. */
-enum protocol_error_kind {
-	PROTO_ERR_CLIENT,		/* startup packet or message framing from the client */
-	PROTO_ERR_UPSTREAM,		/* message framing from the upstream */
-	PROTO_ERR_REPL_COMMAND,		/* a replication command the server will refuse */
-	PROTO_ERR_REPL_STREAM,		/* XLogData, keepalive, status update, feedback */
-	PROTO_ERR_PGOUTPUT,		/* a pgoutput message inside XLogData */
-	PROTO_ERR_KINDS
-};
-
-const char *protocol_error_kind_name(enum protocol_error_kind k);
-
-/* What became of a CancelRequest, for walgate_cancel_requests_total{result}. */
-enum cancel_result {
-	CANCEL_FORWARDED,		/* sent to its session's backend, the way the session's leg was opened */
-	CANCEL_UNMATCHED,		/* no session has that key: no upstream connection opened */
-	CANCEL_FAILED,			/* matched, but the connect or the TLS handshake failed */
-	CANCEL_RESULTS
-};
-
-const char *cancel_result_name(enum cancel_result r);
-
-/* At most `burst` events per `period` seconds pass; the rest are counted. */
-struct ratelimit {
-	int period;
-	unsigned burst;
-	int64_t window_start;
-	unsigned used;
-	unsigned long suppressed;
-};
-
-/*
- * True when an event at `now` may be logged. *suppressed receives how many
- * were held back since the last one that passed (to say so in that line).
- */
-bool ratelimit_pass(struct ratelimit *rl, int64_t now, unsigned long *suppressed);
 
 struct worker_stats {
 	uint64_t accepted;
@@ -189,7 +126,10 @@ struct worker_snapshot {
 	size_t nslots;
 };
 
-/* Take w's snapshot (expiring old slot entries first); false when out of memory. */
+/*
+ * Take w's counters and slots (expiring old slot entries first); false when
+ * out of memory. The open sessions add theirs: session_snapshot_add().
+ */
 bool worker_snapshot_take(struct worker *w, struct worker_snapshot *out);
 
 /* Add from into into (counters sum, slots merge by name); false when out of memory. */
