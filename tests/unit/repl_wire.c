@@ -127,6 +127,23 @@ void msg_notice(struct wire *w)
 	msg_fields(w, 'N', "NOTICE", "00000", "a notice in the stream");
 }
 
+void msg_ready(struct wire *w)
+{
+	size_t at = msg_begin(w, 'Z');
+
+	wire_u8(w, 'I');
+	msg_end(w, at);
+}
+
+void msg_command_done(struct wire *w, const char *tag)
+{
+	size_t at = msg_begin(w, 'C');
+
+	wire_str(w, tag);
+	msg_end(w, at);
+	msg_ready(w);
+}
+
 void msg_copy_data(struct wire *w, const uint8_t *payload, size_t n)
 {
 	size_t at = msg_begin(w, 'd');

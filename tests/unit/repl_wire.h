@@ -35,6 +35,9 @@ void msg_copy_both(struct wire *w);
 void msg_copy_done(struct wire *w);
 void msg_error(struct wire *w, const char *sqlstate, const char *text);
 void msg_notice(struct wire *w);
+void msg_ready(struct wire *w);
+/* A command's end: CommandComplete with tag, then ReadyForQuery. */
+void msg_command_done(struct wire *w, const char *tag);
 /* A CopyData whose payload is bytes[0..n): for hand-made hostile ones. */
 void msg_copy_data(struct wire *w, const uint8_t *payload, size_t n);
 void msg_keepalive(struct wire *w, uint64_t wal_end, bool reply);

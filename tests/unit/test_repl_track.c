@@ -323,6 +323,33 @@ static void test_physical(void **state)
 	rs_free(&rs);
 }
 
+/*
+ * A START at the very end of a historic timeline is answered without a
+ * stream (the next timeline's result set, CommandComplete, ReadyForQuery);
+ * the walreceiver then starts the next timeline, which is tracked.
+ */
+static void test_start_answered_without_stream(void **state)
+{
+	struct repl_session rs;
+	struct wire w = { .n = 0 };
+	struct slot_stream *s;
+
+	(void)state;
+	rs_open(&rs, NULL);
+	msg_query(&w, "START_REPLICATION SLOT phys PHYSICAL 0/3000000 TIMELINE 1");
+	rs_client(&rs, &w);
+	w.n = 0;
+	msg_command_done(&w, "START_REPLICATION");
+	rs_server(&rs, &w);
+	assert_int_equal(rs.t->state, REPL_IDLE);
+	assert_int_equal(rs.reg.n, 0);
+	rs_start(&rs, "START_REPLICATION SLOT phys PHYSICAL 0/3000000 TIMELINE 2");
+	s = rs_slot(&rs, "phys");
+	assert_non_null(s);
+	assert_int_equal(s->start_lsn, 0x3000000);
+	rs_free(&rs);
+}
+
 /* CopyDone or an ErrorResponse ends the stream; a notice does not. */
 static void test_stream_end(void **state)
 {
@@ -341,6 +368,7 @@ static void test_stream_end(void **state)
 	assert_int_equal(s->streaming, 0);
 	/* after the end, nothing is counted */
 	transaction(&srv, 0x2000, COMMIT_TIME);
+	msg_command_done(&srv, "START_STREAMING");	/* the START's own end */
 	rs_server(&rs, &srv);
 	assert_int_equal(s->messages_to_client, 0);
 	/* kept for slot_expiry, then dropped */
@@ -475,6 +503,7 @@ int main(void)
 		cmocka_unit_test(test_two_phase),
 		cmocka_unit_test(test_other_plugin_not_decoded),
 		cmocka_unit_test(test_physical),
+		cmocka_unit_test(test_start_answered_without_stream),
 		cmocka_unit_test(test_stream_end),
 		cmocka_unit_test(test_reconnect_continues),
 		cmocka_unit_test(test_any_chunk_boundaries),

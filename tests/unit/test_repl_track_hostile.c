@@ -309,6 +309,35 @@ static void test_pipelined_start(void **state)
 	rs_free(&rs);
 }
 
+/*
+ * A START sent behind commands still unanswered: their answers, errors
+ * included, are not the START's; the CopyBothResponse after them is.
+ */
+static void test_start_behind_other_commands(void **state)
+{
+	struct repl_session rs;
+	struct wire w = { .n = 0 };
+
+	(void)state;
+	rs_open(&rs, "appdb");
+	msg_query(&w, "SELECT 1");
+	msg_query(&w, "SELECT nosuch");
+	msg_query(&w, START);
+	rs_client(&rs, &w);
+	w.n = 0;
+	msg_command_done(&w, "SELECT 1");
+	msg_error(&w, "42703", "column \"nosuch\" does not exist");
+	msg_ready(&w);
+	rs_server(&rs, &w);
+	assert_int_equal(rs.t->state, REPL_STARTING);
+	w.n = 0;
+	msg_copy_both(&w);
+	rs_server(&rs, &w);
+	assert_int_equal(rs.t->state, REPL_STREAMING);
+	assert_non_null(rs_slot(&rs, "sub"));
+	rs_free(&rs);
+}
+
 /* A client that reports more than it was sent: recorded as reported, nothing wraps. */
 static void test_flush_beyond_sent(void **state)
 {
@@ -365,6 +394,7 @@ int main(void)
 		cmocka_unit_test(test_refused_start),
 		cmocka_unit_test(test_odd_slot_names),
 		cmocka_unit_test(test_pipelined_start),
+		cmocka_unit_test(test_start_behind_other_commands),
 		cmocka_unit_test(test_flush_beyond_sent),
 		cmocka_unit_test(test_unknown_types),
 	};
