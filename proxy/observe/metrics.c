@@ -25,6 +25,7 @@
 #include "core/log.h"
 #include "observe/metrics_conn.h"
 #include "observe/metrics_slots.h"
+#include "observe/prom_text.h"
 #include "repl/monitor.h"
 #include "core/netutil.h"
 #include "worker/generation.h"

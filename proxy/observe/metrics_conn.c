@@ -35,7 +35,7 @@
 #include "core/allowlist.h"
 #include "core/config.h"
 #include "core/log.h"
-#include "observe/metrics_slots.h"
+#include "observe/prom_text.h"
 #include "core/netutil.h"
 #include "worker/worker.h"
 

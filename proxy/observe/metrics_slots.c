@@ -13,18 +13,7 @@
 #include "repl/monitor.h"
 #include "protocol/pg_repl_stream.h"
 #include "repl/slots.h"
-
-void metrics_escape(struct evbuffer *b, const char *v)
-{
-	for (; *v; v++) {
-		if (*v == '\\' || *v == '"')
-			evbuffer_add_printf(b, "\\%c", *v);
-		else if (*v == '\n')
-			evbuffer_add(b, "\\n", 2);
-		else
-			evbuffer_add(b, v, 1);
-	}
-}
+#include "observe/prom_text.h"
 
 /* JSON wants every control character escaped, not only the newline. */
 static void json_escape(struct evbuffer *b, const char *v)
@@ -37,11 +26,6 @@ static void json_escape(struct evbuffer *b, const char *v)
 		else
 			evbuffer_add(b, v, 1);
 	}
-}
-
-void metrics_family(struct evbuffer *b, const char *name, const char *type, const char *help)
-{
-	evbuffer_add_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
 
 /* name{slot="..",database=".."[,extra]} value */

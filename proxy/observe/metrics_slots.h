@@ -18,10 +18,4 @@ void metrics_slots_render(struct evbuffer *b, const struct slot_view *v, size_t 
 void metrics_slots_json(struct evbuffer *b, const struct slot_view *v, size_t n,
 			const struct monitor *mon);
 
-/* The # HELP and # TYPE lines that open a metric family. */
-void metrics_family(struct evbuffer *b, const char *name, const char *type, const char *help);
-
-/* Write v as the inside of a quoted label value (\\, \", newline escaped). */
-void metrics_escape(struct evbuffer *b, const char *v);
-
 #endif
