@@ -124,9 +124,16 @@ static void command(struct repl_track *t, const uint8_t *text, uint32_t len)
 		break;
 	}
 	command_logged(t, &c);
-	if (c.kind != PG_REPL_CMD_START_REPLICATION)
+	/*
+	 * The server answers in order: a START sent behind one still
+	 * unanswered is not what the next CopyBothResponse accepts (it reaches
+	 * the walsender in copy mode, which refuses it). Taking its name would
+	 * make an entry for a slot the server never accepted.
+	 */
+	if (c.kind != PG_REPL_CMD_START_REPLICATION || t->state == REPL_STARTING)
 		return;
 	t->state = REPL_STARTING;
+	t->ahead = t->unanswered - 1;	/* its own Query is counted already */
 	memcpy(t->start_slot, c.slot, sizeof(t->start_slot));
 	t->start_kind = c.repl_kind;
 	t->start_proto_version = c.proto_version;
@@ -278,6 +285,8 @@ void repl_track_from_client(struct repl_track *t, struct pg_scanner *sc, bool ca
 		}
 		return;
 	}
+	if (m->type == PG_MSG_QUERY || m->type == PG_MSG_SYNC || m->type == PG_MSG_FUNCTION_CALL)
+		t->unanswered++;
 	if (m->type == PG_MSG_QUERY) {
 		t->query_len = m->length - 4;
 		/* the whole text, up to the bound, is in t->query now or at the capture */
@@ -293,13 +302,27 @@ static bool ends_stream(uint8_t type)
 	       type == PG_MSG_COMMAND_COMPLETE || type == PG_MSG_READY_FOR_QUERY;
 }
 
+/* While a START awaits its answer: the answers of the commands before it, then its own. */
+static void start_answer(struct repl_track *t, uint8_t type)
+{
+	if (t->ahead > 0) {
+		if (type == PG_MSG_READY_FOR_QUERY)
+			t->ahead--;
+		return;
+	}
+	if (type == PG_MSG_COPY_BOTH_RESPONSE)
+		start_streaming(t);
+	else if (type == PG_MSG_ERROR_RESPONSE || type == PG_MSG_READY_FOR_QUERY)
+		t->state = REPL_IDLE;	/* refused, or answered without a stream */
+}
+
 void repl_track_from_server(struct repl_track *t, const struct pg_msg *m)
 {
+	/* the login's own ReadyForQuery answers nothing the client sent */
+	if (m->type == PG_MSG_READY_FOR_QUERY && t->unanswered > 0)
+		t->unanswered--;
 	if (t->state == REPL_STARTING) {
-		if (m->type == PG_MSG_COPY_BOTH_RESPONSE)
-			start_streaming(t);
-		else if (m->type == PG_MSG_ERROR_RESPONSE)
-			t->state = REPL_IDLE;	/* the server refused it and said why */
+		start_answer(t, m->type);
 		return;
 	}
 	if (t->state != REPL_STREAMING)

@@ -30,6 +30,13 @@ struct repl_track {
 	char database[PG_REPL_NAME_MAX];	/* "" on a physical connection */
 
 	enum repl_track_state state;
+	/*
+	 * Each Query, Sync and FunctionCall gets one ReadyForQuery, in order:
+	 * those sent and not yet answered, and how many of them were sent
+	 * before the pending START (their answers are not its answer).
+	 */
+	uint64_t unanswered;
+	uint64_t ahead;
 	char start_slot[PG_REPL_NAME_MAX];	/* of the START awaiting its answer */
 	enum pg_repl_kind start_kind;
 	int start_proto_version;
