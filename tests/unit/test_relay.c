@@ -22,8 +22,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "relay.h"
-#include "relay_io.h"
+#include "relay/relay.h"
+#include "relay/relay_io.h"
 
 #define HIGH (64 * 1024)
 #define MSG 8192		/* one CopyData message: 'd', length, payload */
