@@ -184,29 +184,36 @@ static void server_ended(struct session *s)
 	session_close(s, failed ? "upstream connection error" : "upstream closed");
 }
 
-/* In CLOSING: a leg's queue drained, or its socket failed. */
-static void closing_leg(struct session *s, struct relay_io **leg, enum relay_io_event ev)
+/*
+ * What both legs' events share: in CLOSING, a leg's queue drained or its
+ * socket failed; otherwise, bytes written towards a leg may let the other
+ * be read again (feeding: the direction that fills this leg's queue).
+ * Returns true when the event is handled.
+ */
+static bool leg_event(struct session *s, struct relay_io **leg, struct relay_dir *feeding,
+		      struct relay_io *other, enum relay_io_event ev)
 {
-	if (ev == RELAY_IO_FAILED) {
-		relay_io_free(*leg);	/* gone: what was queued for it cannot be sent */
-		*leg = NULL;
+	if (s->state == SESSION_CLOSING) {
+		if (ev == RELAY_IO_FAILED) {
+			relay_io_free(*leg);	/* gone: what was queued for it cannot be sent */
+			*leg = NULL;
+		}
+		if (ev != RELAY_IO_READABLE)
+			session_closing_progress(s);
+		return true;
 	}
-	if (ev != RELAY_IO_READABLE)
-		session_closing_progress(s);
+	if (ev != RELAY_IO_WRITTEN)
+		return false;
+	relay_sink_drained(feeding, other, *leg);
+	return true;
 }
 
 static void server_io_event(struct relay_io *io, enum relay_io_event ev, void *arg)
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_CLOSING) {
-		closing_leg(s, &s->server_io, ev);
+	if (leg_event(s, &s->server_io, &s->to_server, s->client_io, ev))
 		return;
-	}
-	if (ev == RELAY_IO_WRITTEN) {
-		relay_sink_drained(&s->to_server, s->client_io, io);
-		return;
-	}
 	if (ev == RELAY_IO_READABLE)
 		forward_to_client(s);
 	if (session_legs_open(s) && relay_io_ended(io))
@@ -217,14 +224,9 @@ static void client_io_event(struct relay_io *io, enum relay_io_event ev, void *a
 {
 	struct session *s = arg;
 
-	if (s->state == SESSION_CLOSING) {
-		closing_leg(s, &s->client_io, ev);
+	(void)io;
+	if (leg_event(s, &s->client_io, &s->to_client, s->server_io, ev))
 		return;
-	}
-	if (ev == RELAY_IO_WRITTEN) {
-		relay_sink_drained(&s->to_client, s->server_io, io);
-		return;
-	}
 	if (ev == RELAY_IO_READABLE)
 		forward_to_server(s);
 	else

@@ -110,6 +110,18 @@ static int teardown(void **state)
 	return 0;
 }
 
+/* The n-th message of the stream: CopyData of MSG bytes, its payload numbered. */
+static void make_message(uint8_t *msg, size_t n)
+{
+	msg[0] = 'd';
+	msg[1] = (MSG - 1) >> 24;
+	msg[2] = ((MSG - 1) >> 16) & 0xff;
+	msg[3] = ((MSG - 1) >> 8) & 0xff;
+	msg[4] = (MSG - 1) & 0xff;
+	for (size_t i = 5; i < MSG; i++)
+		msg[i] = (uint8_t)((n + i) & 0xff);
+}
+
 /* Write CopyData messages until the socket takes no more (or all are written). */
 static void write_some(struct fixture *f)
 {
@@ -119,13 +131,7 @@ static void write_some(struct fixture *f)
 		size_t off = f->written % MSG;
 		ssize_t n;
 
-		msg[0] = 'd';
-		msg[1] = (MSG - 1) >> 24;
-		msg[2] = ((MSG - 1) >> 16) & 0xff;
-		msg[3] = ((MSG - 1) >> 8) & 0xff;
-		msg[4] = (MSG - 1) & 0xff;
-		for (size_t i = 5; i < MSG; i++)
-			msg[i] = (uint8_t)((f->written / MSG + i) & 0xff);
+		make_message(msg, f->written / MSG);
 		n = write(f->writer, msg + off, MSG - off);
 		if (n < 0) {
 			assert_true(errno == EAGAIN || errno == EWOULDBLOCK);
@@ -155,15 +161,8 @@ static size_t read_all(struct fixture *f)
 		for (ssize_t i = 0; i < n; i++) {
 			size_t pos = f->received + (size_t)i, off = pos % MSG;
 
-			if (off == 0) {
-				expect[0] = 'd';
-				expect[1] = (MSG - 1) >> 24;
-				expect[2] = ((MSG - 1) >> 16) & 0xff;
-				expect[3] = ((MSG - 1) >> 8) & 0xff;
-				expect[4] = (MSG - 1) & 0xff;
-				for (size_t j = 5; j < MSG; j++)
-					expect[j] = (uint8_t)((pos / MSG + j) & 0xff);
-			}
+			if (off == 0)
+				make_message(expect, pos / MSG);
 			assert_int_equal(buf[i], expect[off]);
 		}
 		f->received += (size_t)n;
