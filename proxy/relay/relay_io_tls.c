@@ -3,9 +3,11 @@
  * writes the socket itself (no memory BIO, no copy per record).
  *
  * Reads: with read-ahead and a 64 KiB read buffer, one read(2) brings in
- * many records; SSL_read goes on while OpenSSL holds bytes, so records
+ * several records; SSL_read goes on while OpenSSL holds bytes, so records
  * that arrived together are taken together, and the level-triggered read
- * event says when the socket has more.
+ * event says when the socket has more. Each record lands in a buffer chunk
+ * of its own (16 KiB asked per SSL_read), so a full record read is a full
+ * record written, without a copy to make it contiguous.
  * Writes: the queue goes out in 16 KiB slices, one full record each
  * (partial writes on); a slice the socket did not take is retried with
  * the same bytes, which may have moved (accept moving write buffer). The
@@ -20,9 +22,8 @@
 #include <openssl/ssl.h>
 
 #define RECORD (16 * 1024)
-#define READ_CHUNK (64 * 1024)
-/* OpenSSL's record overhead on top of a full record, and a few records more. */
-#define READ_AHEAD (READ_CHUNK + 512)
+/* OpenSSL's read buffer: four full records and their overhead per read(2). */
+#define READ_AHEAD (64 * 1024 + 512)
 
 void relay_io_tls_adopt(struct relay_io *io, void *ssl)
 {
@@ -69,7 +70,7 @@ static ssize_t tls_read(struct relay_io *io, size_t max)
 
 	while (total < max) {
 		struct evbuffer_iovec v;
-		size_t want = max - total < READ_CHUNK ? max - total : READ_CHUNK;
+		size_t want = max - total < RECORD ? max - total : RECORD;
 		size_t got = 0;
 		int r;
 
