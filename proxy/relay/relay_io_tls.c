@@ -63,6 +63,21 @@ static void read_stopped(struct relay_io *io, SSL *ssl, int r)
 	ERR_clear_error();
 }
 
+/*
+ * A read that brought nothing leaves the chunk it reserved in an empty
+ * input: an idle session would keep it. libevent frees no empty chunk, so
+ * the empty buffer is replaced.
+ */
+static void drop_empty_chunk(struct relay_io *io)
+{
+	struct evbuffer *fresh;
+
+	if (evbuffer_get_length(io->in) > 0 || !(fresh = evbuffer_new()))
+		return;
+	evbuffer_free(io->in);
+	io->in = fresh;
+}
+
 static ssize_t tls_read(struct relay_io *io, size_t max)
 {
 	SSL *ssl = io->tls;
@@ -92,6 +107,8 @@ static ssize_t tls_read(struct relay_io *io, size_t max)
 		if (!SSL_has_pending(ssl))
 			break;		/* the read event says when the socket has more */
 	}
+	if (total == 0)
+		drop_empty_chunk(io);
 	return total > 0 ? (ssize_t)total : (relay_io_ended(io) ? -1 : 0);
 }
 
