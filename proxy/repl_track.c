@@ -32,12 +32,21 @@ struct repl_track *repl_track_new(struct slot_registry *registry, uint64_t *erro
 	return t;
 }
 
+void repl_track_observe(struct repl_track *t, const struct repl_track_events *ev)
+{
+	t->ev = *ev;
+}
+
 static void stop_streaming(struct repl_track *t)
 {
+	bool was = t->state == REPL_STREAMING;
+
 	if (t->slot)
 		slots_detach(t->slot, slots_now_us());
 	t->slot = NULL;
 	t->state = REPL_IDLE;
+	if (was && t->ev.streaming)
+		t->ev.streaming(t->ev.arg, false);
 }
 
 void repl_track_free(struct repl_track *t)
@@ -131,6 +140,8 @@ static void command(struct repl_track *t, const uint8_t *text, uint32_t len)
 	t->start_kind = c.repl_kind;
 	t->start_proto_version = c.proto_version;
 	t->start_lsn = c.start_lsn;
+	if (t->ev.start)
+		t->ev.start(t->ev.arg, t->start_slot);
 }
 
 /* The server answered START_REPLICATION with CopyBothResponse. */
@@ -142,6 +153,8 @@ static void start_streaming(struct repl_track *t)
 	/* pgoutput refuses to start without proto_version; other plugins do not take it. */
 	t->pgoutput = logical && t->start_proto_version > 0;
 	pgoutput_state_init(&t->po, t->start_proto_version);
+	if (t->ev.streaming)
+		t->ev.streaming(t->ev.arg, true);
 	t->slot = slots_attach(t->registry, t->start_slot, logical ? t->database : "", t->start_kind);
 	if (!t->slot)
 		return;
@@ -248,6 +261,10 @@ static void client_copydata(struct repl_track *t, const struct pg_msg *m)
 	}
 	if (cd.kind != PG_REPL_COPY_STATUS)
 		return;
+	if (t->ev.status)
+		t->ev.status(t->ev.arg);
+	if (!s)
+		return;		/* out of memory at the start: no numbers for this stream */
 	now = slots_now_us();
 	s->status_updates++;
 	s->last_status_unix = slots_unix_now();
@@ -271,11 +288,10 @@ void repl_track_from_client(struct repl_track *t, struct pg_scanner *sc, bool ca
 		return;
 	}
 	if (t->state == REPL_STREAMING) {
-		if (t->slot) {
+		if (t->slot)
 			t->slot->bytes_to_server += (uint64_t)m->length + 1;
-			if (m->type == PG_MSG_COPY_DATA)
-				client_copydata(t, m);
-		}
+		if (m->type == PG_MSG_COPY_DATA)
+			client_copydata(t, m);
 		return;
 	}
 	if (m->type == PG_MSG_QUERY) {

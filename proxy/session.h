@@ -48,6 +48,7 @@ struct event;
 struct upstream_connect;
 struct session_auth;
 struct repl_track;
+struct takeover;
 
 enum session_state {
 	SESSION_PROXY_HEADER,
@@ -106,6 +107,8 @@ struct session {
 	struct session_auth *auth;	/* auth = scram, from the StartupMessage to AuthenticationOk */
 
 	struct repl_track *repl;	/* replication connections, from the relay on */
+	struct takeover *takeover;	/* ... and their claims on slots (session_takeover.c) */
+	bool await_server_eof;		/* closing: the upstream leg stays until the server closes it */
 
 	struct relay_dir to_server;
 	struct relay_dir to_client;
@@ -126,6 +129,12 @@ void session_enforce_allowlist(struct worker *w);
 
 /* Free whatever is left at exit, without waiting for anything. */
 void session_free_all(struct worker *w);
+
+/*
+ * On w's thread, when its takeover event fires: close the streams of w
+ * whose slots a newcomer takes over (slot_claims.h).
+ */
+void session_takeover_evict(struct worker *w);
 
 #define slog(s, level, ...) \
 	do { if (log_enabled(level)) log_write(level, (s)->prefix, __VA_ARGS__); } while (0)

@@ -30,6 +30,8 @@ bool session_tell_client(struct session *s, const char *severity, const char *sq
 void session_fail(struct session *s, const char *sqlstate, const char *message, const char *reason);
 void session_reject(struct session *s, enum reject_reason reason, const char *why);
 void session_protocol_violation(struct session *s, const char *sqlstate, const char *message);
+/* The upstream leg is closed (its claim on a slot goes with it). */
+void session_drop_server(struct session *s);
 
 /* session_auth.c */
 void session_auth_begin(struct session *s);
@@ -58,5 +60,11 @@ void session_connect_upstream(struct session *s);
 /* A matched CancelRequest: to t's address, the way t's session opened its leg. */
 void session_connect_cancel(struct session *s, const struct cancel_target *t);
 void session_forward_to_server(struct session *s);
+
+/* session_takeover.c: replication sessions' claims on slots, and taking a stale one over. */
+void session_takeover_attach(struct session *s);
+/* The upstream leg is gone: the slot is no longer this session's. */
+void session_takeover_server_gone(struct session *s);
+void session_takeover_free(struct session *s);
 
 #endif

@@ -16,9 +16,11 @@
 
 #include "kdf.h"
 #include "cancel_registry.h"
+#include "slot_claims.h"
 #include "slots.h"
 #include "upstream_cred.h"
 
+struct event;
 struct event_base;
 struct ssl_ctx_st;
 struct evdns_base;
@@ -78,6 +80,21 @@ enum cancel_result {
 
 const char *cancel_result_name(enum cancel_result r);
 
+/*
+ * What became of a START_REPLICATION naming a slot another session
+ * streams, for walgate_slot_takeovers_total{result}.
+ */
+enum takeover_result {
+	TAKEOVER_TAKEN_OVER,		/* the stale stream closed, its slot released: forwarded */
+	TAKEOVER_TIMED_OUT,		/* the stale stream was closed, not gone in time: forwarded */
+	TAKEOVER_REFUSED_LIVE,		/* its client sends status updates: forwarded unchanged */
+	TAKEOVER_REFUSED_USER,		/* another upstream user's stream: forwarded unchanged */
+	TAKEOVER_REFUSED_BUSY,		/* another connection is taking it over: forwarded unchanged */
+	TAKEOVER_RESULTS
+};
+
+const char *takeover_result_name(enum takeover_result r);
+
 /* At most `burst` events per `period` seconds pass; the rest are counted. */
 struct ratelimit {
 	int period;
@@ -106,6 +123,7 @@ struct worker_stats {
 	uint64_t tls_handshakes[2][2];		/* [leg: 0 client, 1 upstream][0 ok, 1 failed] */
 	uint64_t upstream_auth_refused[UPAUTH_REASONS];
 	uint64_t upstream_credential_failures[CRED_KINDS];	/* by enum cred_kind: logins without a password */
+	uint64_t takeovers[TAKEOVER_RESULTS];
 };
 
 /* Shared by every worker and the control thread. */
@@ -125,6 +143,7 @@ struct worker_shared {
 	 */
 	uint8_t mock_secret[32];
 	struct cancel_registry cancels;	/* every worker's backend keys */
+	struct slot_claims claims;	/* every worker's streams of named slots */
 	/*
 	 * The gce-metadata token source (upstream_cred.h): made at start, idle
 	 * unless some user's password comes from it, freed after the workers.
@@ -151,6 +170,7 @@ struct worker {
 	void *idle_arg;
 	struct worker_stats stats;
 	struct slot_registry slots;	/* replication slots streamed through this worker */
+	struct event *takeover_ev;	/* activated by any thread: close this worker's evicted streams */
 	struct kdf_jobs kdf_jobs;	/* salted passwords being computed for logins upstream */
 	const struct generation *gen;	/* the one this worker's thread holds (generation.h) */
 	/* borrowed from it */

@@ -1,0 +1,312 @@
+"""Taking a replication slot over from a stale session: a START_REPLICATION
+naming a slot another walgate session streams, whose client has sent no
+standby status update for longer than [replication] takeover_after, closes
+that session and then goes on; a live stream, another user's stream, or
+takeover_after = off leave the old stream alone and the newcomer gets
+PostgreSQL's own 55006 error.
+
+Consumers are psycopg2 LogicalReplicationConnections through walgate. A
+silent consumer starts its stream and then neither reads nor sends
+anything, its connection left open, as a consumer behind a dead network
+path would; a live one reads and sends feedback every 0.2 s.
+"""
+
+import re
+import select
+import threading
+import time
+
+import psycopg2
+import psycopg2.extras
+import pytest
+
+from clients import drop_slot, superuser_connect
+from pgcluster import TEST_DB, TEST_PASSWORD, TEST_USER
+
+pytestmark = pytest.mark.walgate_only
+
+TABLE = "takeover_t"
+PUBLICATION = "takeover_pub"
+OTHER_USER = "takeover_other"
+OTHER_PASSWORD = "takeover-other-pw"
+# short, so that a test needs only a little more than this to see a stream go stale
+TAKEOVER_AFTER = 2.0
+RESULTS = ("taken_over", "timed_out", "refused_live", "refused_user", "refused_busy")
+
+
+def takeovers(wg, result):
+    return wg.metric(f'walgate_slot_takeovers_total{{result="{result}"}}')
+
+
+def all_takeovers(wg):
+    metrics = wg.metrics()
+    return {r: metrics.get(f'walgate_slot_takeovers_total{{result="{r}"}}') for r in RESULTS}
+
+
+class SlotCursor(psycopg2.extensions.cursor):
+    """A cursor that remembers the slots it created, to drop them after the test."""
+    slots = None
+
+    def create_slot(self, name):
+        self.slots.append(name)
+        self.execute("SELECT pg_create_logical_replication_slot(%s, 'pgoutput')", (name,))
+
+
+@pytest.fixture
+def sql(pg):
+    """A superuser cursor with the table, the publication, a second
+    replication role, and cleanup of the slots the test creates."""
+    conn = superuser_connect(pg)
+    cur = conn.cursor(cursor_factory=SlotCursor)
+    cur.execute(f"DROP PUBLICATION IF EXISTS {PUBLICATION}; DROP TABLE IF EXISTS {TABLE}")
+    cur.execute(f"CREATE TABLE {TABLE} (id int PRIMARY KEY)")
+    cur.execute(f"CREATE PUBLICATION {PUBLICATION} FOR TABLE {TABLE}")
+    cur.execute(f"DROP ROLE IF EXISTS {OTHER_USER}")
+    cur.execute(f"CREATE ROLE {OTHER_USER} LOGIN REPLICATION PASSWORD '{OTHER_PASSWORD}'")
+    cur.slots = []
+    yield cur
+    for name in cur.slots:
+        drop_slot(cur, name, timeout=30)
+    cur.execute(f"DROP PUBLICATION IF EXISTS {PUBLICATION}; DROP TABLE IF EXISTS {TABLE}")
+    cur.execute(f"DROP ROLE IF EXISTS {OTHER_USER}")
+    conn.close()
+
+
+def active_pid(cur, slot):
+    cur.execute("SELECT active_pid FROM pg_replication_slots WHERE slot_name = %s", (slot,))
+    return cur.fetchone()[0]
+
+
+class Consumer:
+    """A logical replication connection through walgate, not streaming yet."""
+
+    def __init__(self, wg, app, user=TEST_USER, password=TEST_PASSWORD):
+        self.app = app
+        self.conn = psycopg2.connect(
+            host=wg.host, port=wg.port, dbname=TEST_DB, user=user, password=password,
+            application_name=app, connect_timeout=10,
+            connection_factory=psycopg2.extras.LogicalReplicationConnection)
+        self.cur = self.conn.cursor()
+        self.commits = 0
+        self.error = None
+        self._stop = threading.Event()
+        self._thread = None
+
+    def start(self, slot):
+        self.cur.start_replication(slot_name=slot, decode=False,
+                                   options={"proto_version": "1",
+                                            "publication_names": PUBLICATION})
+
+    def _read_one(self, timeout):
+        msg = self.cur.read_message()
+        if msg is None:
+            select.select([self.cur], [], [], timeout)
+            return None
+        if msg.payload[:1] == b"C":
+            self.commits += 1
+        return msg
+
+    def read_commits(self, n, timeout=30.0):
+        """Read (and confirm) until n commits have come."""
+        deadline = time.monotonic() + timeout
+        while self.commits < n:
+            assert time.monotonic() < deadline, f"{self.app}: {self.commits} commits, not {n}"
+            msg = self._read_one(0.2)
+            if msg is not None:
+                self.cur.send_feedback(flush_lsn=msg.data_start)
+
+    def stay_live(self):
+        """Read and send a status update every 0.2 s, on a thread, until close()."""
+        def loop():
+            try:
+                while not self._stop.is_set():
+                    self._read_one(0.05)
+                    self.cur.send_feedback(force=True)
+                    self._stop.wait(0.2)
+            except psycopg2.Error as e:
+                self.error = e
+        self._thread = threading.Thread(target=loop, daemon=True)
+        self._thread.start()
+
+    def read_until_error(self, timeout=15.0):
+        """What a stale consumer finds once it reads again: the rest of
+        what was sent, then the end of its connection."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                self._read_one(0.2)
+            except psycopg2.Error as e:
+                return e
+        return None
+
+    def close(self):
+        self._stop.set()
+        if self._thread:
+            self._thread.join(5)
+        self.conn.close()
+
+
+@pytest.fixture
+def consumers():
+    made = []
+
+    def make(*args, **kwargs):
+        c = Consumer(*args, **kwargs)
+        made.append(c)
+        return c
+    yield make
+    for c in made:
+        c.close()
+
+
+def takeover_walgate(walgate_factory, after=f"{TAKEOVER_AFTER:g}s", workers="1"):
+    return walgate_factory(walgate={"workers": workers},
+                           sections={"replication": {"takeover_after": after}})
+
+
+def stale_for_longer_than_takeover_after():
+    """The silent consumer's stream must be older than takeover_after."""
+    time.sleep(TAKEOVER_AFTER + 1.0)
+
+
+def start_refused(consumer, slot):
+    with pytest.raises(psycopg2.Error) as info:
+        consumer.start(slot)
+    return info.value
+
+
+def session_of(wg, app):
+    """(session id, worker index) of the connection with that application_name."""
+    m = wg.wait_for_log(rf"C-(\d+) [^:]+:\d+: login: .*application_name={app}$")
+    assert m, f"no login line for {app}"
+    sid = m.group(1)
+    w = re.search(rf"C-{sid} [^:]+:\d+: accepted by worker (\d+)", wg.log_text())
+    return sid, w.group(1)
+
+
+def test_silent_consumer_is_taken_over(pg, walgate_factory, sql, consumers):
+    """A consumer that went silent loses its slot to a newcomer of the same
+    user: the newcomer streams, the old connection ends with FATAL 57P01,
+    the walsender is a new one, and it is counted and logged."""
+    wg = takeover_walgate(walgate_factory)
+    sql.create_slot("to_silent")
+    stale = consumers(wg, "stale")
+    stale.start("to_silent")
+    old_pid = active_pid(sql, "to_silent")
+    assert old_pid
+    stale_for_longer_than_takeover_after()
+
+    newcomer = consumers(wg, "newcomer")
+    newcomer.start("to_silent")
+    sql.execute(f"INSERT INTO {TABLE} VALUES (1)")
+    newcomer.read_commits(1)
+    new_pid = active_pid(sql, "to_silent")
+    assert new_pid and new_pid != old_pid
+
+    assert wg.wait_for_metric('walgate_slot_takeovers_total{result="taken_over"}',
+                              lambda v: v == 1) == 1
+    assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0) | {"taken_over": 1}
+    stale_sid, _ = session_of(wg, "stale")
+    new_sid, _ = session_of(wg, "newcomer")
+    assert wg.wait_for_log(rf"C-{new_sid} .*slot \"to_silent\" is streamed by a session whose "
+                           r"client sent no standby status update for \d+\.\d s.*taking it over")
+    assert wg.wait_for_log(rf"C-{stale_sid} .*slot \"to_silent\" taken over by C-{new_sid}")
+    assert wg.wait_for_log(rf"C-{new_sid} .*slot \"to_silent\" taken over: the stale stream ended")
+    # the old consumer, reading again, is told why its connection ended
+    error = stale.read_until_error()
+    assert error is not None and "was taken over by a new connection" in str(error), error
+
+
+def test_live_consumer_is_left_alone(pg, walgate_factory, sql, consumers):
+    """A consumer that sends status updates keeps its slot: the newcomer's
+    START_REPLICATION reaches the server unchanged and gets 55006, and the
+    live stream goes on."""
+    wg = takeover_walgate(walgate_factory)
+    sql.create_slot("to_live")
+    live = consumers(wg, "live")
+    live.start("to_live")
+    live.stay_live()
+    pid = active_pid(sql, "to_live")
+    stale_for_longer_than_takeover_after()
+
+    error = start_refused(consumers(wg, "newcomer"), "to_live")
+    assert error.pgcode == "55006", error
+    assert "is active for PID" in str(error)
+    assert wg.wait_for_metric('walgate_slot_takeovers_total{result="refused_live"}',
+                              lambda v: v == 1) == 1
+    assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0) | {"refused_live": 1}
+    assert wg.wait_for_log(r'slot "to_live" is streamed by another session whose client sent a '
+                           r"standby status update \d+\.\d s ago: not taken over")
+
+    sql.execute(f"INSERT INTO {TABLE} VALUES (1)")
+    deadline = time.monotonic() + 15
+    while live.commits < 1 and live.error is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live.error is None and live.commits == 1
+    assert active_pid(sql, "to_live") == pid
+
+
+def test_takeover_across_workers(pg, walgate_factory, sql, consumers):
+    """workers = 2: the stale session and the newcomer on different worker
+    threads; the newcomer's worker has the other close its session."""
+    wg = takeover_walgate(walgate_factory, workers="2")
+    sql.create_slot("to_workers")
+    stale = consumers(wg, "stale")
+    stale.start("to_workers")
+    old_pid = active_pid(sql, "to_workers")
+    _, stale_worker = session_of(wg, "stale")
+    # connections go to the workers in turn: the next one or the one after is on the other
+    candidates = [consumers(wg, "cand0")]
+    if session_of(wg, "cand0")[1] == stale_worker:
+        candidates.append(consumers(wg, "cand1"))
+    newcomer = candidates[-1]
+    assert session_of(wg, newcomer.app)[1] != stale_worker
+    stale_for_longer_than_takeover_after()
+
+    newcomer.start("to_workers")
+    sql.execute(f"INSERT INTO {TABLE} VALUES (1)")
+    newcomer.read_commits(1)
+    assert active_pid(sql, "to_workers") not in (None, old_pid)
+    assert wg.wait_for_metric('walgate_slot_takeovers_total{result="taken_over"}',
+                              lambda v: v == 1) == 1
+    stale_sid, _ = session_of(wg, "stale")
+    assert wg.wait_for_log(rf"C-{stale_sid} .*slot \"to_workers\" taken over by C-")
+    error = stale.read_until_error()
+    assert error is not None and "was taken over" in str(error), error
+
+
+def test_takeover_off(pg, walgate_factory, sql, consumers):
+    """takeover_after = off: a silent stream keeps its slot, the newcomer
+    gets 55006, nothing is counted."""
+    wg = takeover_walgate(walgate_factory, after="off")
+    sql.create_slot("to_off")
+    stale = consumers(wg, "stale")
+    stale.start("to_off")
+    pid = active_pid(sql, "to_off")
+    stale_for_longer_than_takeover_after()
+
+    error = start_refused(consumers(wg, "newcomer"), "to_off")
+    assert error.pgcode == "55006", error
+    assert active_pid(sql, "to_off") == pid
+    assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0)
+    assert "taking it over" not in wg.log_text()
+
+
+def test_other_user_cannot_take_over(pg, walgate_factory, sql, consumers):
+    """A stale stream of one role is not taken over by another role, which
+    could otherwise end anyone's stream by naming their slot."""
+    wg = takeover_walgate(walgate_factory)
+    sql.create_slot("to_other")
+    stale = consumers(wg, "stale")
+    stale.start("to_other")
+    pid = active_pid(sql, "to_other")
+    stale_for_longer_than_takeover_after()
+
+    intruder = consumers(wg, "intruder", user=OTHER_USER, password=OTHER_PASSWORD)
+    error = start_refused(intruder, "to_other")
+    assert error.pgcode == "55006", error
+    assert active_pid(sql, "to_other") == pid
+    assert wg.wait_for_metric('walgate_slot_takeovers_total{result="refused_user"}',
+                              lambda v: v == 1) == 1
+    assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0) | {"refused_user": 1}
+    assert wg.wait_for_log(r'slot "to_other" is streamed by another user\'s session: not taken over')
