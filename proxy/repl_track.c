@@ -309,13 +309,21 @@ static bool ends_stream(uint8_t type)
 	       type == PG_MSG_COMMAND_COMPLETE || type == PG_MSG_READY_FOR_QUERY;
 }
 
+/* The server refused the START and said why: no stream. */
+static void refused(struct repl_track *t)
+{
+	t->state = REPL_IDLE;
+	if (t->ev.streaming)
+		t->ev.streaming(t->ev.arg, false);
+}
+
 void repl_track_from_server(struct repl_track *t, const struct pg_msg *m)
 {
 	if (t->state == REPL_STARTING) {
 		if (m->type == PG_MSG_COPY_BOTH_RESPONSE)
 			start_streaming(t);
 		else if (m->type == PG_MSG_ERROR_RESPONSE)
-			t->state = REPL_IDLE;	/* the server refused it and said why */
+			refused(t);
 		return;
 	}
 	if (t->state != REPL_STREAMING)

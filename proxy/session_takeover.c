@@ -73,6 +73,13 @@ static void wake_worker(void *arg)
 	event_active(w->takeover_ev, EV_READ, 0);
 }
 
+static struct slot_claim_owner owner_of(struct session *s)
+{
+	struct slot_claim_owner o = { session_upstream_user(s), s, wake_worker, s->w };
+
+	return o;
+}
+
 static void unclaim(struct takeover *tk)
 {
 	if (!tk->claim)
@@ -87,14 +94,14 @@ static void on_streaming(void *arg, bool on)
 {
 	struct takeover *tk = arg;
 	struct session *s = tk->s;
+	struct slot_claim_owner o = owner_of(s);
 	struct slot_claim_key k;
 
-	unclaim(tk);
+	unclaim(tk);		/* a reservation made while taking the slot over, if any */
 	if (!on || !s->repl->start_slot[0])
 		return;		/* a physical stream without a slot: nothing to take over */
 	key_of(s, s->repl->start_slot, &k);
-	tk->claim = slot_claims_add(claims_of(s), &k, session_upstream_user(s), s, wake_worker, s->w,
-				    slots_now_us());
+	tk->claim = slot_claims_add(claims_of(s), &k, &o, slots_now_us());
 	if (!tk->claim)
 		slog_warning(s, "out of memory: the stream of slot \"%s\" cannot be taken over", k.slot);
 }
@@ -222,6 +229,8 @@ static void on_start(void *arg, const char *slot)
 	struct takeover *tk = arg;
 	struct session *s = tk->s;
 	int64_t after_us = config_current()->takeover_after_ms * 1000, idle_us;
+	struct slot_claim_owner o = owner_of(s);
+	struct slot_claim *reserved;
 	enum slot_take v;
 
 	if (after_us <= 0 || !slot[0] || tk->waiting)
@@ -231,8 +240,10 @@ static void on_start(void *arg, const char *slot)
 		return;
 	}
 	key_of(s, slot, &tk->key);
-	v = slot_claims_take(claims_of(s), &tk->key, session_upstream_user(s), s->id, slots_now_us(),
-			     after_us, &idle_us);
+	unclaim(tk);
+	v = slot_claims_take(claims_of(s), &tk->key, &o, s->id, slots_now_us(), after_us, &idle_us,
+			     &reserved);
+	tk->claim = reserved;	/* until the server answers this START */
 	if (v != SLOT_TAKE_YES) {
 		refused(s, v, slot, idle_us);
 		return;

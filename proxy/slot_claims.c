@@ -37,20 +37,29 @@ void slot_claims_free(struct slot_claims *r)
 	pthread_mutex_destroy(&r->lock);
 }
 
-struct slot_claim *slot_claims_add(struct slot_claims *r, const struct slot_claim_key *k,
-				   const char *user, void *owner, slot_claim_wake_fn wake,
-				   void *wake_arg, int64_t now_us)
+static struct slot_claim *claim_new(const struct slot_claim_key *k, const struct slot_claim_owner *o,
+				     int64_t now_us)
 {
 	struct slot_claim *c = calloc(1, sizeof(*c));
 
 	if (!c)
 		return NULL;
 	c->key = *k;
-	snprintf(c->user, sizeof(c->user), "%s", user);
-	c->owner = owner;
-	c->wake = wake;
-	c->wake_arg = wake_arg;
+	snprintf(c->user, sizeof(c->user), "%s", o->user);
+	c->owner = o->session;
+	c->wake = o->wake;
+	c->wake_arg = o->wake_arg;
 	atomic_init(&c->last_status_us, now_us);
+	return c;
+}
+
+struct slot_claim *slot_claims_add(struct slot_claims *r, const struct slot_claim_key *k,
+				   const struct slot_claim_owner *o, int64_t now_us)
+{
+	struct slot_claim *c = claim_new(k, o, now_us);
+
+	if (!c)
+		return NULL;
 	pthread_mutex_lock(&r->lock);
 	LIST_INSERT_HEAD(&r->claims, c, link);
 	pthread_mutex_unlock(&r->lock);
@@ -93,7 +102,8 @@ static enum slot_take judge(struct slot_claims *r, const struct slot_claim_key *
 		idle = now_us - atomic_load_explicit(&c->last_status_us, memory_order_relaxed);
 		if (idle > *idle_us)
 			*idle_us = idle;
-		switch (slot_take_verdict(!strcmp(c->user, user), c->evict, idle, after_us)) {
+		switch (slot_take_verdict(!strcmp(c->user, user), c->evict || c->reserved, idle,
+					  after_us)) {
 		case SLOT_TAKE_OTHER_USER:
 			other = true;
 			break;
@@ -113,14 +123,14 @@ static enum slot_take judge(struct slot_claims *r, const struct slot_claim_key *
 }
 
 enum slot_take slot_claims_take(struct slot_claims *r, const struct slot_claim_key *k,
-				const char *user, uint64_t taker, int64_t now_us, int64_t after_us,
-				int64_t *idle_us)
+				const struct slot_claim_owner *o, uint64_t taker, int64_t now_us,
+				int64_t after_us, int64_t *idle_us, struct slot_claim **reserved)
 {
+	struct slot_claim *mine = claim_new(k, o, now_us), *c;
 	enum slot_take v;
-	struct slot_claim *c;
 
 	pthread_mutex_lock(&r->lock);
-	v = judge(r, k, user, now_us, after_us, idle_us);
+	v = judge(r, k, o->user, now_us, after_us, idle_us);
 	if (v == SLOT_TAKE_YES) {
 		LIST_FOREACH(c, &r->claims, link) {
 			if (!same_key(&c->key, k))
@@ -129,8 +139,17 @@ enum slot_take slot_claims_take(struct slot_claims *r, const struct slot_claim_k
 			c->taker = taker;
 			c->wake(c->wake_arg);
 		}
+		if (mine) {
+			mine->reserved = true;
+			LIST_INSERT_HEAD(&r->claims, mine, link);
+		}
 	}
 	pthread_mutex_unlock(&r->lock);
+	if (v != SLOT_TAKE_YES) {
+		free(mine);
+		mine = NULL;
+	}
+	*reserved = mine;
 	return v;
 }
 

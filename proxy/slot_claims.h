@@ -37,15 +37,24 @@ struct slot_claim_key {
 /* Called under the registry's lock, on the newcomer's thread: wake the owner's worker. */
 typedef void (*slot_claim_wake_fn)(void *wake_arg);
 
+/* Who holds a claim. */
+struct slot_claim_owner {
+	const char *user;		/* the upstream user it logged in as */
+	void *session;			/* only the owner's worker looks at it */
+	slot_claim_wake_fn wake;
+	void *wake_arg;			/* the owner's worker */
+};
+
 struct slot_claim {
 	LIST_ENTRY(slot_claim) link;
 	struct slot_claim_key key;
-	char user[256];			/* the upstream user the owner logged in as */
-	void *owner;			/* its session: only the owner's worker looks at it */
+	char user[256];
+	void *owner;
 	slot_claim_wake_fn wake;
-	void *wake_arg;			/* the owner's worker */
+	void *wake_arg;
 	atomic_int_fast64_t last_status_us;	/* the stream's start, then each status update */
 	/* under the lock */
+	bool reserved;			/* a newcomer's, until its held START is answered */
 	bool evict;			/* a newcomer takes the slot over */
 	bool evict_seen;		/* the owner's worker has it */
 	uint64_t taker;			/* that newcomer's session id */
@@ -64,7 +73,7 @@ enum slot_take {
 	SLOT_TAKE_LIVE,			/* one does, and its client sends status updates */
 	SLOT_TAKE_OTHER_USER,		/* one does as another upstream user */
 	SLOT_TAKE_BUSY,			/* another newcomer is taking it over */
-	SLOT_TAKE_YES,			/* stale: marked, its owner woken */
+	SLOT_TAKE_YES,			/* stale: marked, its owner woken, the slot reserved */
 };
 
 /*
@@ -80,23 +89,24 @@ void slot_claims_free(struct slot_claims *r);
 
 /* A stream of k began at now_us; NULL when out of memory (it cannot be taken over). */
 struct slot_claim *slot_claims_add(struct slot_claims *r, const struct slot_claim_key *k,
-				   const char *user, void *owner, slot_claim_wake_fn wake,
-				   void *wake_arg, int64_t now_us);
+				   const struct slot_claim_owner *o, int64_t now_us);
 void slot_claims_remove(struct slot_claims *r, struct slot_claim *c);
 
 /* The owner's client sent a standby status update (no lock). */
 void slot_claim_touch(struct slot_claim *c, int64_t now_us);
 
 /*
- * A START_REPLICATION of k by `user`, from session `taker`. Every claim on
- * k is judged: any other user's, any being taken, any live one decides
- * (in that order); when all are stale they are marked for `taker` and
- * their owners woken. *idle_us receives the longest silence among
- * them (for logs).
+ * A START_REPLICATION of k by o, from session `taker`. Every claim on k is
+ * judged: any other user's, any being taken or reserved, any live one
+ * decides (in that order); when all are stale they are marked for
+ * `taker`, their owners woken, and a claim reserving k for o is added and
+ * returned in *reserved (NULL when out of memory), so that the slot is
+ * not someone else's while the old streams end: the caller gives it up
+ * like any claim. *idle_us receives the longest silence among them.
  */
 enum slot_take slot_claims_take(struct slot_claims *r, const struct slot_claim_key *k,
-				const char *user, uint64_t taker, int64_t now_us, int64_t after_us,
-				int64_t *idle_us);
+				const struct slot_claim_owner *o, uint64_t taker, int64_t now_us,
+				int64_t after_us, int64_t *idle_us, struct slot_claim **reserved);
 
 /* Is a claim on k that `taker` marked still there? */
 bool slot_claims_waiting(struct slot_claims *r, const struct slot_claim_key *k, uint64_t taker);

@@ -310,3 +310,41 @@ def test_other_user_cannot_take_over(pg, walgate_factory, sql, consumers):
                               lambda v: v == 1) == 1
     assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0) | {"refused_user": 1}
     assert wg.wait_for_log(r'slot "to_other" is streamed by another user\'s session: not taken over')
+
+
+def test_racing_newcomers_one_takes_over(pg, walgate_factory, sql, consumers):
+    """Two newcomers ask for the same stale slot at once, on two workers:
+    one takes it over, the other's START_REPLICATION goes on unchanged and
+    gets 55006 (the slot is the taker's from the moment it is taken), so
+    exactly one of them streams."""
+    wg = takeover_walgate(walgate_factory, workers="2")
+    sql.create_slot("to_race")
+    stale = consumers(wg, "stale")
+    stale.start("to_race")
+    racers = [consumers(wg, f"racer{i}") for i in range(2)]
+    stale_for_longer_than_takeover_after()
+
+    outcome = {}
+    go = threading.Barrier(len(racers))
+
+    def race(c):
+        go.wait()
+        try:
+            c.start("to_race")
+            outcome[c.app] = "streams"
+        except psycopg2.Error as e:
+            outcome[c.app] = e.pgcode or repr(e)
+    threads = [threading.Thread(target=race, args=(c,)) for c in racers]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert sorted(outcome.values()) == ["55006", "streams"], outcome
+    winner = next(c for c in racers if outcome[c.app] == "streams")
+    sql.execute(f"INSERT INTO {TABLE} VALUES (1)")
+    winner.read_commits(1)
+    counts = all_takeovers(wg)
+    assert counts["taken_over"] == 1, counts
+    assert counts["timed_out"] == 0 and counts["refused_user"] == 0, counts
+    # the loser found the slot being taken, or taken already
+    assert counts["refused_busy"] + counts["refused_live"] == 1, counts
