@@ -15,7 +15,7 @@
 
 #include <openssl/ssl.h>
 
-#include "pg_wire.h"
+#include "protocol/pg_wire.h"
 
 struct evbuffer;
 struct bufferevent;

@@ -42,6 +42,8 @@ enum {
 	PG_MSG_NOTICE_RESPONSE = 'N',
 	PG_MSG_NEGOTIATE_PROTOCOL = 'v',
 	PG_MSG_QUERY = 'Q',
+	PG_MSG_SYNC = 'S',		/* from the client (ParameterStatus from the server) */
+	PG_MSG_FUNCTION_CALL = 'F',
 	PG_MSG_TERMINATE = 'X',
 	PG_MSG_COPY_DATA = 'd',
 	PG_MSG_COPY_DONE = 'c',

@@ -18,22 +18,22 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "authfile.h"
-#include "config.h"
-#include "generation.h"
-#include "listener.h"
-#include "log.h"
+#include "access/authfile.h"
+#include "core/config.h"
+#include "worker/generation.h"
+#include "core/listener.h"
+#include "core/log.h"
 #include "make_verifier.h"
-#include "metrics.h"
+#include "observe/metrics.h"
 #include "modes.h"
-#include "monitor.h"
-#include "token_source.h"
-#include "upstream_cred.h"
-#include "probe.h"
-#include "sdnotify.h"
+#include "repl/monitor.h"
+#include "access/token_source.h"
+#include "access/upstream_cred.h"
+#include "observe/probe.h"
+#include "core/sdnotify.h"
 #include "walgate_version.h"
-#include "worker.h"
-#include "workers.h"
+#include "worker/worker.h"
+#include "threads/workers.h"
 
 /* After closing every session, how long the last bytes may take. */
 #define FINAL_FLUSH_MS 2000

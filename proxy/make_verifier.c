@@ -15,8 +15,8 @@
 
 #include <openssl/crypto.h>
 
-#include "saslprep.h"
-#include "scram.h"
+#include "protocol/saslprep.h"
+#include "protocol/scram.h"
 
 #define PASSWORD_MAX 1024
 

@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <string.h>
 
-#include "config.h"
-#include "generation.h"
-#include "log.h"
+#include "core/config.h"
+#include "worker/generation.h"
+#include "core/log.h"
 
 struct line {
 	char *buf;

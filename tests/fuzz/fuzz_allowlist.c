@@ -4,8 +4,8 @@
  * admits every address it was written with, answers the same for an IPv4
  * peer and its mapped form, and can be matched against any address.
  *
- *   clang -g -O1 -fsanitize=fuzzer,address,undefined -Iproxy \
- *     proxy/allowlist.c tests/fuzz/fuzz_allowlist.c -o fuzz_al
+ *   clang -g -O1 -fsanitize=fuzzer,address,undefined -I. -Iproxy \
+ *     proxy/core/allowlist.c tests/fuzz/fuzz_allowlist.c -o fuzz_al
  *   ./fuzz_al tests/fuzz/corpus/allowlist
  */
 #include <arpa/inet.h>
@@ -15,7 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "allowlist.h"
+#include "core/allowlist.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

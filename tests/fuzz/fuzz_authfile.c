@@ -11,8 +11,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "authfile.h"
-#include "upstream_cred.h"
+#include "access/authfile.h"
+#include "access/upstream_cred.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

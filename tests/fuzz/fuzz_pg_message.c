@@ -8,8 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_message.h"
-#include "pg_wire.h"
+#include "protocol/pg_message.h"
+#include "protocol/pg_wire.h"
 
 static void check_in(const void *p, const uint8_t *buf, size_t len)
 {

@@ -21,8 +21,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_repl_stream.h"
-#include "pg_scan.h"
+#include "protocol/pg_repl_stream.h"
+#include "protocol/pg_scan.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

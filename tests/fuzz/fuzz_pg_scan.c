@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_scan.h"
+#include "protocol/pg_scan.h"
 
 struct outcome {
 	uint64_t messages;

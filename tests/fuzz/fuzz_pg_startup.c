@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "pg_startup.h"
+#include "protocol/pg_startup.h"
 
 static void check_in(const char *p, const uint8_t *pkt, size_t len)
 {

@@ -8,8 +8,8 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "pg_startup.h"
-#include "pg_startup_edit.h"
+#include "protocol/pg_startup.h"
+#include "protocol/pg_startup_edit.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -10,10 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "log.h"
-#include "pg_scan.h"
-#include "repl_track.h"
-#include "worker.h"
+#include "core/log.h"
+#include "protocol/pg_scan.h"
+#include "repl/repl_track.h"
+#include "worker/worker.h"
 
 struct side {
 	struct pg_scanner scan;

@@ -23,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "scram.h"
+#include "protocol/scram.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -9,7 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "token_response.h"
+#include "access/token_response.h"
 #include "fuzz_check.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

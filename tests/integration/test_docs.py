@@ -302,6 +302,9 @@ def busy_walgate(pg, walgate_factory, tmp_path):
                    env=client_env(PGSSLMODE="disable"), timeout=60)
         assert proc.returncode == 0, proc.stderr
         wg.wait_for_metric("walgate_monitor_up", lambda v: v == 1, timeout=10)
+        # the poll that sees the slot may come after pg_recvlogical is done
+        wg.wait_for_metric(f'walgate_upstream_slot_active{{slot="{slot}",database="{TEST_DB}"}}',
+                           lambda v: True, timeout=10)
         yield wg
     finally:
         pg.sql(f"SELECT pg_drop_replication_slot('{slot}') FROM pg_replication_slots "

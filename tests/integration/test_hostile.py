@@ -204,7 +204,7 @@ def test_stalling_upstream_closed_at_deadline(walgate_factory, stalling_upstream
     expect_auth_timeout(sock, started)
     sock.close()
     assert counted(wg, before)
-    state = "connecting, TLS handshake" if mode == "tls_stall" else "relay"
+    state = "connecting, TLS handshake" if mode == "tls_stall" else "login"
     assert wg.wait_for_log(r"authentication timeout: .*\(in " + re.escape(state) + r"\)")
 
 

@@ -53,7 +53,7 @@ DASHBOARD = os.path.join(REPO_ROOT, "deploy", "grafana", "walgate-dashboard.json
 MAN8 = os.path.join(REPO_ROOT, "doc", "walgate.8")
 MAN5 = os.path.join(REPO_ROOT, "doc", "walgate.ini.5")
 README = os.path.join(REPO_ROOT, "README.md")
-CONFIG_C = os.path.join(REPO_ROOT, "proxy", "config.c")
+CONFIG_C = os.path.join(REPO_ROOT, "proxy", "core", "config.c")
 
 SERVICE_USER = "walgate"
 WALGATE_SAN = ["DNS:localhost", "IP:127.0.0.1", "IP:::1"]
@@ -772,7 +772,7 @@ def test_systemd_analyze_unit(installed, tmp_path):
 # Documents agree with the code
 
 def config_keys():
-    """[(section, key, reloadable)] from the table in proxy/config.c."""
+    """[(section, key, reloadable)] from the table in proxy/core/config.c."""
     with open(CONFIG_C) as f:
         text = f.read()
     rows = re.findall(r'\{\s*"(\w+)",\s*"(\w+)",\s*KT_\w+,[^}]*?\b(true|false)\b[^}]*\}', text)
@@ -838,7 +838,7 @@ def test_every_option_in_man_page(walgate_binary):
 
 def exported_metric_names():
     names = set()
-    for path in glob.glob(os.path.join(REPO_ROOT, "proxy", "*.c")):
+    for path in glob.glob(os.path.join(REPO_ROOT, "proxy", "**", "*.c"), recursive=True):
         with open(path) as f:
             names.update(re.findall(r'"(walgate_[a-z0-9_]+)', f.read()))
     return names

@@ -16,7 +16,7 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "allowlist.h"
+#include "core/allowlist.h"
 
 /* ---- helpers ---- */
 

@@ -16,8 +16,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "authfile.h"
-#include "upstream_cred.h"
+#include "access/authfile.h"
+#include "access/upstream_cred.h"
 
 static char path[64];
 

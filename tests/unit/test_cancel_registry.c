@@ -14,7 +14,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 
-#include "cancel_registry.h"
+#include "worker/cancel_registry.h"
 
 static struct cancel_target target(uint32_t pid, uint32_t key_len, uint8_t fill, uint16_t port)
 {

@@ -9,7 +9,7 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "lag_tracker.h"
+#include "repl/lag_tracker.h"
 
 #define MS 1000
 #define S 1000000

@@ -17,7 +17,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pg_auth.h"
+#include "protocol/pg_auth.h"
 
 /* A byte vector written as a string literal: pointer and length (no final NUL). */
 #define V(s)	((const uint8_t *)(s)), (sizeof(s) - 1)

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pg_message.h"
-#include "pg_wire.h"
+#include "protocol/pg_message.h"
+#include "protocol/pg_wire.h"
 
 /* pg_parse_error on a copy of exactly len bytes, for AddressSanitizer */
 static int parse_exact(const uint8_t *payload, size_t len)

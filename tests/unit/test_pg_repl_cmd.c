@@ -15,7 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pg_repl_cmd.h"
+#include "protocol/pg_repl_cmd.h"
 
 /* Parse text as a whole Query payload: the text and its NUL, nothing more. */
 static enum pg_repl_cmd_verdict parse(const char *text, struct pg_repl_cmd *c)

@@ -17,8 +17,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pg_repl_stream.h"
-#include "pg_scan.h"
+#include "protocol/pg_repl_stream.h"
+#include "protocol/pg_scan.h"
 
 /* 25 bytes of text: "x" * 25 */
 #define X25 "78787878787878787878787878787878787878787878787878"

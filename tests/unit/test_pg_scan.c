@@ -9,8 +9,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pg_scan.h"
-#include "pg_wire.h"
+#include "protocol/pg_scan.h"
+#include "protocol/pg_wire.h"
 
 #define STREAM_CAP	(128 * 1024)
 #define MAX_MSGS	32

@@ -10,8 +10,8 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pg_startup.h"
-#include "pg_wire.h"
+#include "protocol/pg_startup.h"
+#include "protocol/pg_wire.h"
 
 #define BIG 10100
 

@@ -11,9 +11,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "pg_startup.h"
-#include "pg_startup_edit.h"
-#include "pg_wire.h"
+#include "protocol/pg_startup.h"
+#include "protocol/pg_startup_edit.h"
+#include "protocol/pg_wire.h"
 
 /* Build a StartupMessage 3.0 from "k\0v\0k\0v\0" (n bytes, without the final NUL). */
 static size_t message(uint8_t *out, const char *params, size_t n)

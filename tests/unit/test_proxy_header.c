@@ -13,7 +13,7 @@
 
 #include <arpa/inet.h>
 
-#include "proxy_header.h"
+#include "protocol/proxy_header.h"
 
 #define ACCEPT_ALL	(PROXY_ACCEPT_V1 | PROXY_ACCEPT_V2)
 #define V2_SIG		0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A

@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "saslprep.h"
+#include "protocol/saslprep.h"
 
 struct vector {
 	const char *in;

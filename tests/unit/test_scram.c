@@ -15,7 +15,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "scram.h"
+#include "protocol/scram.h"
 
 /* RFC 7677, section 3: user "user", password "pencil". */
 #define RFC_PASSWORD	"pencil"

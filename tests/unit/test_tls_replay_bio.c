@@ -15,7 +15,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "tls_replay_bio.h"
+#include "tls/tls_replay_bio.h"
 
 static void socket_pair(int sv[2])
 {

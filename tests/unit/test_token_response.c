@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "token_response.h"
+#include "access/token_response.h"
 
 static enum token_parse parse(const char *body, char *token, int64_t *life)
 {

@@ -1,0 +1,184 @@
+/*
+ * tls_upgrade.c - from plaintext to TLS on a live connection.
+ *
+ * Every TLS leg is a socket bufferevent of libevent's OpenSSL kind: OpenSSL
+ * reads and writes the socket itself (no extra copy per record), and what
+ * the bufferevent's output holds is all that is queued for the socket, so
+ * that the relay's backpressure and the flush before a close see the
+ * truth. A client that opens with a ClientHello (direct TLS) is no
+ * exception: the bytes libevent already read are replayed to OpenSSL
+ * (tls_replay_bio.c) rather than fed through a filter bufferevent, whose
+ * socket buffer underneath had no limit.
+ */
+#include "relay/tls_upgrade.h"
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/config.h"
+#include "tls/tls_context.h"
+#include "tls/tls_replay_bio.h"
+
+/*
+ * libevent's default of 16 KiB per read or write pass is one TLS record;
+ * four per pass take a quarter of the loop passes on a bulk stream.
+ */
+#define TLS_IO_MAX (64 * 1024)
+
+static struct bufferevent *tls_tuned(struct bufferevent *tls)
+{
+	/* libpq and most drivers close without close_notify; that is not an attack on us. */
+	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
+	bufferevent_set_max_single_read(tls, TLS_IO_MAX);
+	bufferevent_set_max_single_write(tls, TLS_IO_MAX);
+	/* relay_flush may retry a write libevent began: same bytes, maybe moved (relay.c) */
+	SSL_set_mode(bufferevent_openssl_get_ssl(tls), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+	return tls;
+}
+
+/*
+ * Write plain's queued output (a byte or two, into an empty socket buffer:
+ * this does not block) and free plain, leaving the socket open. Returns
+ * the socket, or -1 (plain freed, socket closed) when it cannot be written.
+ */
+static evutil_socket_t release_socket(struct bufferevent *plain)
+{
+	struct evbuffer *out = bufferevent_get_output(plain);
+	evutil_socket_t fd = bufferevent_getfd(plain);
+
+	/* The bufferevent keeps its output's front frozen; it is freed right after. */
+	evbuffer_unfreeze(out, 1);
+	while (evbuffer_get_length(out) > 0)
+		if (evbuffer_write(out, fd) <= 0) {
+			bufferevent_free(plain);
+			return -1;
+		}
+	bufferevent_setfd(plain, -1);	/* so that freeing it leaves the socket open */
+	bufferevent_free(plain);
+	return fd;
+}
+
+static struct bufferevent *tls_on_socket(struct event_base *base, evutil_socket_t fd, SSL *ssl,
+					 enum bufferevent_ssl_state state)
+{
+	struct bufferevent *tls = bufferevent_openssl_socket_new(base, fd, ssl, state,
+								 BEV_OPT_CLOSE_ON_FREE);
+
+	if (!tls) {
+		close(fd);	/* whether ssl is freed depends on where libevent failed: leave it */
+		return NULL;
+	}
+	return tls_tuned(tls);
+}
+
+struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
+				       enum bufferevent_ssl_state state)
+{
+	struct event_base *base = bufferevent_get_base(plain);
+	evutil_socket_t fd = release_socket(plain);
+
+	if (fd < 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	return tls_on_socket(base, fd, ssl, state);
+}
+
+struct bufferevent *tls_upgrade_direct(struct bufferevent *plain, SSL *ssl)
+{
+	struct event_base *base = bufferevent_get_base(plain);
+	struct evbuffer *in = bufferevent_get_input(plain);
+	size_t len = evbuffer_get_length(in);
+	const unsigned char *head = evbuffer_pullup(in, -1);
+	BIO *rbio = NULL, *wbio = NULL;
+	evutil_socket_t fd;
+
+	if (head || len == 0) {
+		rbio = tls_replay_bio_new(bufferevent_getfd(plain), head, len);
+		wbio = BIO_new_socket(bufferevent_getfd(plain), BIO_NOCLOSE);
+	}
+	if (!rbio || !wbio) {
+		BIO_free_all(rbio);
+		BIO_free(wbio);
+		SSL_free(ssl);
+		bufferevent_free(plain);
+		return NULL;
+	}
+	SSL_set_bio(ssl, rbio, wbio);	/* the SSL owns both now */
+	fd = release_socket(plain);
+	if (fd < 0) {
+		SSL_free(ssl);
+		return NULL;
+	}
+	/* libevent finds the socket in the SSL's write BIO and keeps the BIOs as they are. */
+	return tls_on_socket(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING);
+}
+
+enum tls_verify tls_verify_of(int server_tls)
+{
+	switch (server_tls) {
+	case SERVER_TLS_VERIFY_CA:
+		return TLS_VERIFY_CA;
+	case SERVER_TLS_VERIFY_FULL:
+		return TLS_VERIFY_FULL;
+	default:
+		return TLS_VERIFY_NONE;
+	}
+}
+
+/*
+ * Put where the setting at fault was set ("walgate.ini:12: [tls] cert_file")
+ * before tls/'s reason, which begins with what failed. Returns false.
+ */
+static bool name_the_setting(const struct config *cfg, bool upstream, char *err, size_t errlen)
+{
+	static const struct { const char *prefix, *client_leg, *upstream_leg; } keys[] = {
+		{ "cannot load certificate", "cert_file", "server_cert_file" },
+		{ "cannot load key", "key_file", "server_key_file" },
+		{ "key does not match", "key_file", "server_key_file" },
+		{ "cannot load CA file", "ca_file", "server_ca_file" },
+		{ "ciphers", "ciphers", "ciphers" },
+		{ "min_version", "min_version", "min_version" },
+	};
+	char where[400], reason[700];
+
+	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++) {
+		if (strncmp(err, keys[i].prefix, strlen(keys[i].prefix)))
+			continue;
+		config_origin(cfg, "tls", upstream ? keys[i].upstream_leg : keys[i].client_leg,
+			      where, sizeof(where));
+		snprintf(reason, sizeof(reason), "%s", err);
+		snprintf(err, errlen, "%s: %s", where, reason);
+		break;
+	}
+	return false;
+}
+
+bool tls_contexts_build(const struct config *cfg, SSL_CTX **server, SSL_CTX **client,
+			char *err, size_t errlen)
+{
+	struct tls_files sf = {
+		.cert_file = cfg->cert_file, .key_file = cfg->key_file, .ca_file = cfg->ca_file,
+		.min_version = cfg->min_version, .ciphers = cfg->ciphers,
+	};
+	struct tls_files cf = {
+		.cert_file = cfg->server_cert_file, .key_file = cfg->server_key_file,
+		.ca_file = cfg->server_ca_file, .min_version = cfg->min_version, .ciphers = cfg->ciphers,
+	};
+
+	*server = NULL;
+	*client = NULL;
+	if (cfg->client_tls != CLIENT_TLS_DISABLE &&
+	    !(*server = tls_server_ctx_new(&sf, err, errlen)))
+		return name_the_setting(cfg, false, err, errlen);
+	if (cfg->server_tls != SERVER_TLS_DISABLE &&
+	    !(*client = tls_client_ctx_new(&cf, tls_verify_of(cfg->server_tls), err, errlen))) {
+		SSL_CTX_free(*server);
+		*server = NULL;
+		return name_the_setting(cfg, true, err, errlen);
+	}
+	return true;
+}
