@@ -348,3 +348,44 @@ def test_racing_newcomers_one_takes_over(pg, walgate_factory, sql, consumers):
     assert counts["timed_out"] == 0 and counts["refused_user"] == 0, counts
     # the loser found the slot being taken, or taken already
     assert counts["refused_busy"] + counts["refused_live"] == 1, counts
+
+
+def test_newcomer_that_leaves_while_held(pg, walgate_factory, sql, consumers):
+    """A newcomer that sends START_REPLICATION and closes at once, while its
+    command is held back: the stale stream is still ended, walgate frees the
+    newcomer's session when it resumes (no use after free: the sanitizer
+    builds run this too), and the slot is free for the next consumer."""
+    wg = takeover_walgate(walgate_factory, workers="2")
+    sql.create_slot("to_leaver")
+    stale = consumers(wg, "stale")
+    stale.start("to_leaver")
+    stale_for_longer_than_takeover_after()
+
+    leaver = psycopg2.connect(
+        host=wg.host, port=wg.port, dbname=TEST_DB, user=TEST_USER, password=TEST_PASSWORD,
+        application_name="leaver", connect_timeout=10, async_=True,
+        connection_factory=psycopg2.extras.LogicalReplicationConnection)
+    while leaver.poll() != psycopg2.extensions.POLL_OK:
+        select.select([leaver], [leaver], [], 1.0)
+    leaver.cursor().start_replication(slot_name="to_leaver", decode=False,
+                                      options={"proto_version": "1",
+                                               "publication_names": PUBLICATION})
+    leaver.close()
+
+    leaver_sid, _ = session_of(wg, "leaver")
+    assert wg.wait_for_log(rf"C-{leaver_sid} [^:]+:\d+: closed: ", timeout=15)
+    error = stale.read_until_error()
+    assert error is not None and "was taken over" in str(error), error
+    # the slot is free again once the leaver's walsender has seen it go
+    deadline = time.monotonic() + 15
+    while True:
+        nxt = consumers(wg, "next")
+        try:
+            nxt.start("to_leaver")
+            break
+        except psycopg2.Error as e:
+            assert e.pgcode == "55006" and time.monotonic() < deadline, e
+            time.sleep(0.2)
+    sql.execute(f"INSERT INTO {TABLE} VALUES (1)")
+    nxt.read_commits(1)
+    assert wg.metric('walgate_slot_takeovers_total{result="taken_over"}') == 1
