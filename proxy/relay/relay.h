@@ -6,7 +6,8 @@
  * This is libevent's le-proxy pattern: the whole input is appended to the
  * peer's output with evbuffer_add_buffer (no copy); when the peer's output
  * passes the high mark, reading this side stops until the peer drains it
- * to half of that.
+ * to half of that. A hook may also hold one message back (relay_hold):
+ * reading stops and that message waits, unforwarded, until relay_release.
  */
 #ifndef WALGATE_RELAY_H
 #define WALGATE_RELAY_H

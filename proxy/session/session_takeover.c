@@ -120,10 +120,15 @@ static void close_stale(struct session *s, uint64_t taker)
 		 "by a new connection after %.0f s without a standby status update",
 		 s->repl->start_slot, (double)idle / 1e6);
 	session_tell_client(s, "FATAL", PG_SQLSTATE_ADMIN_SHUTDOWN, msg);
-	/* a Terminate only where the server expects a message to begin */
-	if (s->server && pg_scan_at_boundary(&s->to_server.scan))
+	/*
+	 * A Terminate where the server expects a message to begin, and its
+	 * close awaited; else (the client stopped mid-message) the upstream
+	 * leg just closes.
+	 */
+	if (s->server && pg_scan_at_boundary(&s->to_server.scan)) {
 		bufferevent_write(s->server, terminate, sizeof(terminate));
-	s->await_server_eof = true;
+		s->await_server_eof = true;
+	}
 	session_close(s, "replication slot taken over by a new connection");
 }
 
