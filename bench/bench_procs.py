@@ -275,10 +275,7 @@ class PgBouncer:
         self.ini = os.path.join(self.dir, "pgbouncer.ini")
         self.userlist = os.path.join(self.dir, "userlist.txt")
         self.log_path = os.path.join(self.dir, "pgbouncer.log")
-        verifier = cluster.sql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{TEST_USER}'"
-                               ).strip()
-        if not verifier.startswith("SCRAM-SHA-256$"):
-            verifier = TEST_PASSWORD  # plaintext works with scram-sha-256 as well
+        verifier = role_verifier(cluster, TEST_USER, TEST_PASSWORD)
         with open(self.userlist, "w") as f:
             f.write(f'"{TEST_USER}" "{verifier}"\n')
         with open(self.ini, "w") as f:
@@ -344,15 +341,31 @@ stats_period = 3600
         stop_process(self.proc, pid=self.pid)
 
 
+def write_auth_file(directory, user, secret):
+    """An auth file of one line, readable by its owner only (walgate refuses others)."""
+    path = os.path.join(directory, "users.txt")
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(f'"{user}" "{secret}"\n')
+    return path
+
+
+def role_verifier(cluster, user, password):
+    """The role's SCRAM verifier as pg_authid keeps it (or the password, if md5)."""
+    verifier = cluster.sql(f"SELECT rolpassword FROM pg_authid WHERE rolname = '{user}'").strip()
+    return verifier if verifier.startswith("SCRAM-SHA-256$") else password
+
+
 class WalgateProc:
     """walgate through tests/integration/walgate.py, with an info log and a
     metrics port of its own. tls=(cert, key) puts TLS on both legs
     (client_tls = require, server_tls = require); without it both legs are
     plaintext (server_tls = disable). workers=N writes `workers = N` into
-    [walgate] (else walgate's default, one per CPU)."""
+    [walgate] (else walgate's default, one per CPU). auth_user=(name, secret)
+    sets `auth = scram` with that one auth-file line."""
 
     def __init__(self, workdir, upstream_port, name="walgate", tls=None, max_client_conn=500,
-                 workers=None):
+                 workers=None, auth_user=None):
         self.metrics_port = free_port()
         wdir = os.path.join(workdir, name)
         os.makedirs(wdir, exist_ok=True)
@@ -366,11 +379,13 @@ class WalgateProc:
         if workers is not None:
             keys["workers"] = str(workers)
         self.workers = workers
-        self.wg = walgate_mod.Walgate(
-            upstream_port=upstream_port, workdir=wdir, walgate=keys,
-            sections={"access": {"allow": "127.0.0.0/8, ::1"},
-                      "metrics": {"listen": f"{LOOPBACK_V4}:{self.metrics_port}"},
-                      "tls": tls_keys})
+        sections = {"access": {"allow": "127.0.0.0/8, ::1"},
+                    "metrics": {"listen": f"{LOOPBACK_V4}:{self.metrics_port}"},
+                    "tls": tls_keys}
+        if auth_user:
+            sections["auth"] = {"auth": "scram", "auth_file": write_auth_file(wdir, *auth_user)}
+        self.wg = walgate_mod.Walgate(upstream_port=upstream_port, workdir=wdir, walgate=keys,
+                                      sections=sections)
         self.host = self.wg.host
         self.port = self.wg.port
         self.log_path = self.wg.log_path
@@ -415,7 +430,7 @@ class SynthServer:
     then pid is the parent's, and tree_cpu(pid) covers them all."""
 
     def __init__(self, workdir, binary, cert, key, budget, after="done", name="synth",
-                 keepalive_ms=10000, row_size=80, txn_rows=1000, procs=1):
+                 keepalive_ms=10000, row_size=80, txn_rows=1000, procs=1, suites=None):
         self.dir = os.path.join(workdir, name)
         os.makedirs(self.dir, exist_ok=True)
         self.host = LOOPBACK_V4
@@ -427,6 +442,8 @@ class SynthServer:
                      "--txn-rows", str(txn_rows)]
         if procs > 1:
             self.argv += ["--procs", str(procs)]
+        if suites:
+            self.argv += ["--ciphersuites", suites]
         self.proc = None
 
     @property

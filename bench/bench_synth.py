@@ -4,7 +4,8 @@ instead of PostgreSQL:
   4. proxy cost per byte: one session streams --stream-bytes of pgoutput
      through each target; the proxy's CPU seconds per GiB, plaintext (walgate,
      HAProxy) and with TLS on both legs (walgate, stunnel), next to what
-     `openssl speed -evp aes-128-gcm` says one decrypt plus one encrypt costs;
+     `openssl speed -evp` says one decrypt plus one encrypt of the negotiated
+     cipher costs (--ciphersuite, TLS_AES_256_GCM_SHA384 by default);
   5. memory: N idle logged-in sessions held through a fresh proxy; resident
      memory per session;
   6. scrape: /metrics with S replication sessions (slots s_0 ... s_S-1) open;
@@ -123,13 +124,19 @@ class HeldSessions:
             self.proc.wait()
 
 
-def openssl_speed(secs, decrypt):
-    """bytes/s of `openssl speed -evp aes-128-gcm` on 16 kB blocks (one TLS record)."""
-    argv = ["openssl", "speed", "-evp", "aes-128-gcm", "-seconds", str(secs), "-bytes", "16384"]
+# The TLS 1.3 suites and the `openssl speed -evp` name of their cipher.
+SUITE_CIPHERS = {"TLS_AES_256_GCM_SHA384": "aes-256-gcm",
+                 "TLS_AES_128_GCM_SHA256": "aes-128-gcm",
+                 "TLS_CHACHA20_POLY1305_SHA256": "chacha20-poly1305"}
+
+
+def openssl_speed(secs, decrypt, cipher):
+    """bytes/s of `openssl speed -evp CIPHER` on 16 kB blocks (one TLS record)."""
+    argv = ["openssl", "speed", "-evp", cipher, "-seconds", str(secs), "-bytes", "16384"]
     if decrypt:
         argv.insert(2, "-decrypt")
     out = subprocess.run(argv, capture_output=True, text=True, timeout=120).stdout
-    m = re.search(r"^AES-128-GCM\s+([0-9.]+)k\s*$", out, re.M)
+    m = re.search(r"^" + re.escape(cipher.upper()) + r"\s+([0-9.]+)k\s*$", out, re.M)
     if not m:
         raise BenchError(f"cannot parse openssl speed output: {out[-300:]}")
     return float(m.group(1)) * 1000.0
@@ -153,7 +160,8 @@ class SynthScenarios:
         server_bin, _ = self.synth_bins()
         cert, key = self.certs
         synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key,
-                                                   a.stream_bytes, after="done"))
+                                                   a.stream_bytes, after="done",
+                                                   suites=a.ciphersuite))
         self.synth_server = synth
         procs, targets = {}, {}
         for t in [t for t in STREAM_TARGETS if t in a.targets]:
@@ -178,22 +186,24 @@ class SynthScenarios:
 
         def run(host, port, tls):
             s0 = cpu_seconds(self.synth_server.pid)
-            res = run_sink(sink_bin, host, port, tls, timeout=900)
+            extra = ("--ciphersuites", self.args.ciphersuite) if tls else ()
+            res = run_sink(sink_bin, host, port, tls, *extra, timeout=900)
             s1 = cpu_seconds(self.synth_server.pid)
             wall = res["stream_s"] or res["wall_s"]
             return {"wall_s": wall, "bytes": res["bytes"], "mb_s": res["bytes"] / wall / 1e6,
-                    "client_cpu": res["client_cpu"],
+                    "client_cpu": res["client_cpu"], "cipher": res.get("cipher") or None,
                     "server_cpu": (s1 - s0) if s0 is not None and s1 is not None else None}
         return run
 
     def scenario_stream(self, stack):
         a = self.args
-        log("scenario 4: openssl speed -evp aes-128-gcm (encrypt, decrypt)")
+        cipher = SUITE_CIPHERS[a.ciphersuite]
+        log(f"scenario 4: openssl speed -evp {cipher} (encrypt, decrypt)")
         secs = 1 if a.quick else 3
-        enc = openssl_speed(secs, decrypt=False)
-        dec = openssl_speed(secs, decrypt=True)
-        self.facts["aes"] = {"enc_bps": enc, "dec_bps": dec,
-                             "ref_s_per_gib": GIB / enc + GIB / dec}
+        enc = openssl_speed(secs, False, cipher)
+        dec = openssl_speed(secs, True, cipher)
+        self.facts["aes"] = {"enc_bps": enc, "dec_bps": dec, "cipher": cipher,
+                             "suite": a.ciphersuite, "ref_s_per_gib": GIB / enc + GIB / dec}
         procs, targets = self.stream_setup(stack)
         order = list(targets)
         run = self.stream_run(procs)
@@ -290,7 +300,7 @@ class SynthScenarios:
         n = self.memory_sessions()
         self.facts["idle_sessions"] = n
         synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key, 0,
-                                                   name="synth-idle"))
+                                                   name="synth-idle", suites=self.args.ciphersuite))
         cases = [("walgate", False), ("walgate-tls", True), ("haproxy", False)]
         rows = []
         for name, tls in cases:
@@ -343,7 +353,8 @@ class SynthScenarios:
         server_bin, sink_bin = self.synth_bins()
         cert, key = self.certs
         synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key, 64 << 10,
-                                                   after="idle", name="synth-slots"))
+                                                   after="idle", name="synth-slots",
+                                                   suites=self.args.ciphersuite))
         wg = self.start_proc(stack, WalgateProc(self.workdir, synth.port, name="walgate-scrape",
                                                 max_client_conn=a.scrape_slots + 100))
         info = {"slots": a.scrape_slots, "scrapes": a.scrapes}
@@ -451,7 +462,8 @@ class ScalingMixin:
         self.facts["scaling"] = info
         synth = self.start_proc(stack, SynthServer(self.workdir, server_bin, cert, key,
                                                    a.stream_bytes, after="done",
-                                                   name="synth-scaling", procs=k))
+                                                   name="synth-scaling", procs=k,
+                                                   suites=self.args.ciphersuite))
         wgs = {}
         for n in a.scaling_workers:
             wgs[n] = self.start_proc(stack, WalgateProc(

@@ -57,9 +57,9 @@ sys.path.insert(0, os.path.join(REPO_ROOT, "tests", "integration"))
 from pgcluster import (LOOPBACK_V4, TEST_DB, TEST_PASSWORD, TEST_USER, PgCluster,  # noqa: E402
                        TestCA, clean_env, issue_cert, pg_bin)
 import walgate as walgate_mod  # noqa: E402
-from bench_procs import (BenchError, HAProxy, PgBouncer, Stunnel, WalgateProc,  # noqa: E402
+from bench_procs import (BenchError, HAProxy, PgBouncer, Stunnel, WalgateProc, role_verifier,  # noqa: E402
                          cpu_times, die_with_parent)
-from bench_synth import ScalingMixin, SynthScenarios  # noqa: E402
+from bench_synth import SUITE_CIPHERS, ScalingMixin, SynthScenarios  # noqa: E402
 from bench_teardown import TeardownScenario  # noqa: E402
 import bench_report  # noqa: E402
 
@@ -190,7 +190,9 @@ class Bench(SynthScenarios, ScalingMixin, TeardownScenario):
             if t == "walgate":
                 p = WalgateProc(self.workdir, port)
             elif t == "walgate-tls":
-                p = WalgateProc(self.workdir, port, name="walgate-tls", tls=(cert, key))
+                p = WalgateProc(self.workdir, port, name="walgate-tls", tls=(cert, key),
+                                auth_user=(TEST_USER, role_verifier(self.cluster, TEST_USER,
+                                                                   TEST_PASSWORD)))
             elif t == "haproxy":
                 p = HAProxy(self.workdir, port, a.haproxy_threads)
             elif t == "pgbouncer":
@@ -610,6 +612,10 @@ def parse_args(argv):
     p.add_argument("--stream-bytes", type=parse_size,
                    help="scenario 4 bytes per run, scenario 7 bytes per stream, e.g. 1G "
                         "(default 1G, --quick 64M)")
+    p.add_argument("--ciphersuite", default="TLS_AES_256_GCM_SHA384", choices=sorted(SUITE_CIPHERS),
+                   help="scenarios 4-7: the TLS 1.3 suite the synthetic walsender and sink "
+                        "allow, whose cipher `openssl speed -evp` measures (default "
+                        "TLS_AES_256_GCM_SHA384, what PostgreSQL and libpq negotiate)")
     p.add_argument("--streams", type=int, default=2,
                    help="scenario 7: concurrent TLS streams (default 2)")
     p.add_argument("--scaling-workers", default="1,2",

@@ -53,6 +53,7 @@ struct sess {
 
 static struct event_base *base;
 static SSL_CTX *tls_ctx;
+static char cipher[64];			/* the first TLS session's, for the report */
 static uint8_t scratch[SCRATCH];
 static struct sess *sessions;
 static unsigned launched, in_setup, steady, finished, failed;
@@ -281,6 +282,12 @@ static void sess_read(struct bufferevent *bev, void *arg)
 		send_startup(s);
 		return;
 	}
+	if (s->tls && !cipher[0]) {
+		SSL *ssl = bufferevent_openssl_get_ssl(bev);
+
+		if (ssl)
+			snprintf(cipher, sizeof(cipher), "%s", SSL_get_cipher_name(ssl));
+	}
 	for (;;) {
 		size_t n, off = 0;
 
@@ -481,10 +488,10 @@ int main(int argc, char **argv)
 		t_end = synth_mono();
 	printf("{\"sessions\": %u, \"steady\": %u, \"finished\": %u, \"failed\": %u, "
 	       "\"bytes\": %llu, \"status_updates\": %llu, \"wall_s\": %.6f, \"setup_s\": %.6f, "
-	       "\"stream_s\": %.6f}\n", opt.conns, steady, finished, failed,
+	       "\"stream_s\": %.6f, \"cipher\": \"%s\"}\n", opt.conns, steady, finished, failed,
 	       (unsigned long long)total_bytes, (unsigned long long)status_updates,
 	       t_end - t_start, t_steady ? t_steady - t_start : 0.0,
-	       t_first_stream ? t_end - t_first_stream : 0.0);
+	       t_first_stream ? t_end - t_first_stream : 0.0, cipher);
 	for (unsigned i = 0; i < launched; i++)
 		if (sessions[i].st != S_GONE && sessions[i].bev)
 			bufferevent_free(sessions[i].bev);

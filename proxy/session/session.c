@@ -24,7 +24,7 @@
 #include "core/config.h"
 #include "core/netutil.h"
 #include "protocol/pg_message.h"
-#include "relay/upstream.h"
+#include "relay/upstream_connect.h"
 #include "worker/worker.h"
 
 /* How long a closing session may take to flush its last bytes. */

@@ -24,7 +24,7 @@
 #include "protocol/pg_wire.h"
 #include "repl/repl_track.h"
 #include "session/session_secrets.h"
-#include "relay/upstream.h"
+#include "relay/upstream_connect.h"
 #include "tls/tls_context.h"
 #include "relay/tls_upgrade.h"
 #include "worker/worker.h"

@@ -1,5 +1,5 @@
 /*
- * upstream.c - connecting to the upstream server.
+ * upstream_connect.c - connecting to the upstream server.
  *
  * One upstream_connect walks: resolve (evdns, bounded by the connect
  * timeout) -> connect to each address in turn (each bounded by the
@@ -7,7 +7,7 @@
  * "step" event or a bufferevent callback), never nested inside another
  * libevent call, so a failure can free everything without reentrancy.
  */
-#include "relay/upstream.h"
+#include "relay/upstream_connect.h"
 
 #include <errno.h>
 #include <event2/bufferevent.h>

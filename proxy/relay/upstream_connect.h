@@ -1,10 +1,10 @@
 /*
- * upstream.h - opening a TCP connection to the upstream server: resolve
+ * upstream_connect.h - opening a TCP connection to the upstream server: resolve
  * its name asynchronously, try each address in order, each within the
  * connect timeout.
  */
-#ifndef WALGATE_UPSTREAM_H
-#define WALGATE_UPSTREAM_H
+#ifndef WALGATE_UPSTREAM_CONNECT_H
+#define WALGATE_UPSTREAM_CONNECT_H
 
 #include <sys/socket.h>
 
