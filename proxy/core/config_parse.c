@@ -117,8 +117,9 @@ static const char *parse_amount(const struct config_key *k, const char *value, v
 	} else if (k->type == KT_DURATION_OFF && !strcasecmp(value, "off")) {
 		v = 0;
 	} else if (k->type != KT_SIZE) {
-		err = parse_with_unit(value, duration_units, "ms, s, min or h; a bare number is seconds",
-				      &v, why);
+		err = parse_with_unit(value, duration_units, k->type == KT_DURATION_OFF ?
+				      "ms, s, min or h; a bare number is seconds; or off" :
+				      "ms, s, min or h; a bare number is seconds", &v, why);
 	} else {
 		err = parse_with_unit(value, size_units, "B, kB, MB or GB; a bare number is bytes",
 				      &v, why);

@@ -22,6 +22,7 @@ import pytest
 
 from clients import drop_slot, superuser_connect
 from pgcluster import TEST_DB, TEST_PASSWORD, TEST_USER
+from walgate import render_ini, run_walgate
 
 pytestmark = pytest.mark.walgate_only
 
@@ -389,3 +390,21 @@ def test_newcomer_that_leaves_while_held(pg, walgate_factory, sql, consumers):
     sql.execute(f"INSERT INTO {TABLE} VALUES (1)")
     nxt.read_commits(1)
     assert wg.metric('walgate_slot_takeovers_total{result="taken_over"}') == 1
+
+
+@pytest.mark.parametrize("value, ok", [
+    ("30s", True), ("off", True), ("OFF", True), ("0", True), ("1s", True), ("10min", True),
+    ("500ms", False), ("never", False), ("-5s", False), ("25h", False),
+])
+def test_takeover_after_values(walgate_binary, tmp_path, value, ok):
+    """takeover_after is a duration from 1 s to 24 h, or off (0 too);
+    --check-config refuses anything else, naming the key and the range."""
+    from test_config import valid_sections, write
+    sections = valid_sections()
+    sections["replication"] = {"takeover_after": value}
+    proc = run_walgate("--check-config", "--config", write(tmp_path, render_ini(sections)))
+    if ok:
+        assert proc.returncode == 0, proc.stderr
+    else:
+        assert proc.returncode == 1, proc.stderr
+        assert "takeover_after" in proc.stderr and "or off" in proc.stderr, proc.stderr
