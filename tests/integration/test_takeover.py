@@ -408,3 +408,36 @@ def test_takeover_after_values(walgate_binary, tmp_path, value, ok):
     else:
         assert proc.returncode == 1, proc.stderr
         assert "takeover_after" in proc.stderr and "or off" in proc.stderr, proc.stderr
+
+
+def test_physical_slot_taken_over(pg, walgate_factory, sql, consumers):
+    """A physical stream (a connection without a database) is taken over
+    the same way: the slot name is the key."""
+    wg = takeover_walgate(walgate_factory)
+    sql.slots.append("to_physical")
+    sql.execute("SELECT pg_create_physical_replication_slot('to_physical', true)")
+
+    def physical(app):
+        conn = psycopg2.connect(
+            host=wg.host, port=wg.port, user=TEST_USER, password=TEST_PASSWORD,
+            application_name=app, connect_timeout=10,
+            connection_factory=psycopg2.extras.PhysicalReplicationConnection)
+        cur = conn.cursor()
+        cur.start_replication(slot_name="to_physical", slot_type=psycopg2.extras.REPLICATION_PHYSICAL,
+                              start_lsn=start)
+        return conn, cur
+    sql.execute("SELECT pg_current_wal_lsn()::text")
+    start = sql.fetchone()[0]
+    stale_conn, _ = physical("stale")
+    try:
+        old_pid = active_pid(sql, "to_physical")
+        stale_for_longer_than_takeover_after()
+        new_conn, _ = physical("newcomer")
+        try:
+            assert active_pid(sql, "to_physical") not in (None, old_pid)
+            assert wg.wait_for_metric('walgate_slot_takeovers_total{result="taken_over"}',
+                                      lambda v: v == 1) == 1
+        finally:
+            new_conn.close()
+    finally:
+        stale_conn.close()
