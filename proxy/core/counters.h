@@ -65,7 +65,7 @@ enum takeover_result {
 	TAKEOVER_TAKEN_OVER,		/* the stale stream closed, its slot released: forwarded */
 	TAKEOVER_TIMED_OUT,		/* the stale stream was closed, not gone in time: forwarded */
 	TAKEOVER_REFUSED_LIVE,		/* its client sends status updates: forwarded unchanged */
-	TAKEOVER_REFUSED_USER,		/* another upstream user's stream: forwarded unchanged */
+	TAKEOVER_REFUSED_USER,		/* another user's stream (client's or upstream): forwarded unchanged */
 	TAKEOVER_REFUSED_BUSY,		/* another connection is taking it over: forwarded unchanged */
 	TAKEOVER_RESULTS
 };

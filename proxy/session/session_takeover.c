@@ -10,9 +10,10 @@
  *   the server closes it, since then the walsender has released the slot.
  * - The newcomer: a START_REPLICATION naming a slot whose stream has been
  *   silent for longer than [replication] takeover_after, by the same
- *   upstream user, is held back (the relay stops reading the client), the
- *   stale stream evicted, and the command forwarded once that stream's
- *   claim is gone, or after TAKEOVER_WAIT_MS anyway. A live stream, another
+ *   user (the client's, and the upstream one), is held back (the relay
+ *   stops reading the client), the stale stream evicted, and the command
+ *   forwarded once that stream's claim is gone, or after TAKEOVER_WAIT_MS
+ *   anyway. A live stream, another
  *   user's, or one being taken over already is left alone: the command
  *   goes on unchanged and the server answers it (55006, "replication slot
  *   ... is active for PID ...").
@@ -69,7 +70,7 @@ static void wake_worker(void *arg)
 
 static struct slot_claim_owner owner_of(struct session *s)
 {
-	struct slot_claim_owner o = { session_upstream_user(s), s, wake_worker, s->w };
+	struct slot_claim_owner o = { session_upstream_user(s), s->startup.user, s, wake_worker, s->w };
 
 	return o;
 }

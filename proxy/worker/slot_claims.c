@@ -46,6 +46,7 @@ static struct slot_claim *claim_new(const struct slot_claim_key *k, const struct
 		return NULL;
 	c->key = *k;
 	snprintf(c->user, sizeof(c->user), "%s", o->user);
+	snprintf(c->client_user, sizeof(c->client_user), "%s", o->client_user);
 	c->owner = o->session;
 	c->wake = o->wake;
 	c->wake_arg = o->wake_arg;
@@ -86,8 +87,14 @@ static bool same_key(const struct slot_claim_key *a, const struct slot_claim_key
 }
 
 /* Under the lock: the verdict over every claim on k (a refusal by any one decides). */
-static enum slot_take judge(struct slot_claims *r, const struct slot_claim_key *k, const char *user,
-			    int64_t now_us, int64_t after_us, int64_t *idle_us)
+static bool same_user(const struct slot_claim *c, const struct slot_claim_owner *o)
+{
+	return !strcmp(c->user, o->user) && !strcmp(c->client_user, o->client_user);
+}
+
+static enum slot_take judge(struct slot_claims *r, const struct slot_claim_key *k,
+			    const struct slot_claim_owner *o, int64_t now_us, int64_t after_us,
+			    int64_t *idle_us)
 {
 	bool any = false, other = false, busy = false, live = false;
 	struct slot_claim *c;
@@ -102,8 +109,7 @@ static enum slot_take judge(struct slot_claims *r, const struct slot_claim_key *
 		idle = now_us - atomic_load_explicit(&c->last_status_us, memory_order_relaxed);
 		if (idle > *idle_us)
 			*idle_us = idle;
-		switch (slot_take_verdict(!strcmp(c->user, user), c->evict || c->reserved, idle,
-					  after_us)) {
+		switch (slot_take_verdict(same_user(c, o), c->evict || c->reserved, idle, after_us)) {
 		case SLOT_TAKE_OTHER_USER:
 			other = true;
 			break;
@@ -130,7 +136,7 @@ enum slot_take slot_claims_take(struct slot_claims *r, const struct slot_claim_k
 	enum slot_take v;
 
 	pthread_mutex_lock(&r->lock);
-	v = judge(r, k, o->user, now_us, after_us, idle_us);
+	v = judge(r, k, o, now_us, after_us, idle_us);
 	if (v == SLOT_TAKE_YES) {
 		LIST_FOREACH(c, &r->claims, link) {
 			if (!same_key(&c->key, k))

@@ -7,7 +7,8 @@
  * and gives the claim up when the stream ends or its upstream leg closes.
  * A newcomer naming the same slot (same upstream, database and slot name)
  * asks slot_claims_take: the claim is marked for eviction only when it is
- * stale, held by the same upstream user, and not being taken already; the
+ * stale, held by the same user (as the client logged in, and upstream),
+ * and not being taken already; the
  * owner's worker is woken to close it. The newcomer then waits until no
  * claim it marked is left.
  *
@@ -40,6 +41,7 @@ typedef void (*slot_claim_wake_fn)(void *wake_arg);
 /* Who holds a claim. */
 struct slot_claim_owner {
 	const char *user;		/* the upstream user it logged in as */
+	const char *client_user;	/* the user its client logged in to walgate as */
 	void *session;			/* only the owner's worker looks at it */
 	slot_claim_wake_fn wake;
 	void *wake_arg;			/* the owner's worker */
@@ -49,6 +51,7 @@ struct slot_claim {
 	LIST_ENTRY(slot_claim) link;
 	struct slot_claim_key key;
 	char user[256];
+	char client_user[256];
 	void *owner;
 	slot_claim_wake_fn wake;
 	void *wake_arg;
@@ -71,7 +74,7 @@ struct slot_claims {
 enum slot_take {
 	SLOT_TAKE_FREE,			/* no session of walgate streams it */
 	SLOT_TAKE_LIVE,			/* one does, and its client sends status updates */
-	SLOT_TAKE_OTHER_USER,		/* one does as another upstream user */
+	SLOT_TAKE_OTHER_USER,		/* one does as another user (client's or upstream) */
 	SLOT_TAKE_BUSY,			/* another newcomer is taking it over */
 	SLOT_TAKE_YES,			/* stale: marked, its owner woken, the slot reserved */
 };

@@ -43,7 +43,7 @@ static struct slot_claim_key key(const char *upstream, const char *db, const cha
 
 static struct slot_claim_owner owner(const char *user, void *session, struct waker *w)
 {
-	struct slot_claim_owner o = { user, session, wake, w };
+	struct slot_claim_owner o = { user, user, session, wake, w };
 
 	return o;
 }
@@ -149,6 +149,11 @@ static void test_other_user_never(void **state)
 	assert_int_equal(slot_claims_take(&r, &k, &mallory, 5, 3600 * S, AFTER, &idle, &reserved),
 			 SLOT_TAKE_OTHER_USER);
 	assert_int_equal(slot_claims_take(&r, &k, &alice_long, 5, 3600 * S, AFTER, &idle, &reserved),
+			 SLOT_TAKE_OTHER_USER);
+	/* auth = scram, one upstream role for every client: each client's streams are its own */
+	struct slot_claim_owner bob_as_alice = { "alice", "bob", (void *)0x3, wake, &w1 };
+
+	assert_int_equal(slot_claims_take(&r, &k, &bob_as_alice, 5, 3600 * S, AFTER, &idle, &reserved),
 			 SLOT_TAKE_OTHER_USER);
 	assert_null(reserved);
 	assert_int_equal(w0.woken, 0);
