@@ -70,7 +70,7 @@ static void wake_worker(void *arg)
 
 static struct slot_claim_owner owner_of(struct session *s)
 {
-	struct slot_claim_owner o = { session_upstream_user(s), s->startup.user, s, wake_worker, s->w };
+	struct slot_claim_owner o = { s->takeover->upstream_user, s->startup.user, s, wake_worker, s->w };
 
 	return o;
 }
@@ -264,6 +264,8 @@ void session_takeover_attach(struct session *s, void (*resume)(struct session *s
 	tk->s = s;
 	tk->registry = claims_of(s);
 	tk->resume = resume;
+	/* before the login: under auth = scram its credentials are freed at its end */
+	snprintf(tk->upstream_user, sizeof(tk->upstream_user), "%s", session_upstream_user(s));
 	s->takeover = tk;
 	relay_dir_holdable(&s->to_server);
 	repl_track_observe(s->repl, &ev);

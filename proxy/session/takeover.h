@@ -21,6 +21,7 @@ struct takeover {
 	struct slot_claims *registry;	/* the workers' shared one */
 	struct slot_claim *claim;	/* while this session streams a named slot */
 	void (*resume)(struct session *s);	/* move the client's bytes on (session_upstream.c) */
+	char upstream_user[256];	/* kept from the login (its credentials are not) */
 	/* a newcomer waiting for a stale stream to end */
 	bool waiting;
 	struct slot_claim_key key;

@@ -23,6 +23,7 @@ import pytest
 from clients import drop_slot, superuser_connect
 from pgcluster import TEST_DB, TEST_PASSWORD, TEST_USER
 from walgate import render_ini, run_walgate
+from test_auth import certs, scram_walgate, write_auth_file  # noqa: F401
 
 pytestmark = pytest.mark.walgate_only
 
@@ -81,12 +82,12 @@ def active_pid(cur, slot):
 class Consumer:
     """A logical replication connection through walgate, not streaming yet."""
 
-    def __init__(self, wg, app, user=TEST_USER, password=TEST_PASSWORD):
+    def __init__(self, wg, app, user=TEST_USER, password=TEST_PASSWORD, **params):
         self.app = app
         self.conn = psycopg2.connect(
             host=wg.host, port=wg.port, dbname=TEST_DB, user=user, password=password,
             application_name=app, connect_timeout=10,
-            connection_factory=psycopg2.extras.LogicalReplicationConnection)
+            connection_factory=psycopg2.extras.LogicalReplicationConnection, **params)
         self.cur = self.conn.cursor()
         self.commits = 0
         self.error = None
@@ -441,3 +442,34 @@ def test_physical_slot_taken_over(pg, walgate_factory, sql, consumers):
             new_conn.close()
     finally:
         stale_conn.close()
+
+
+def test_clients_mapped_to_one_upstream_role(pg, walgate_factory, certs, tmp_path, sql,  # noqa: F811
+                                             consumers):
+    """auth = scram with two clients logged in upstream as one role: neither
+    can end the other's stale stream (the client's user must match too),
+    while the same client can take its own over."""
+    users = write_auth_file(tmp_path / "users.txt", [], extra_lines=[
+        f'"alice" "{TEST_PASSWORD}" upstream_user="{TEST_USER}"',
+        f'"bob" "{TEST_PASSWORD}" upstream_user="{TEST_USER}"'])
+    wg = scram_walgate(walgate_factory, certs, users,
+                       walgate_keys={"log_level": "debug", "workers": "1"})
+    wg.write_config(sections={"replication": {"takeover_after": f"{TAKEOVER_AFTER:g}s"}})
+    wg.reload()
+    assert wg.wait_for_metric("walgate_config_generation", lambda v: v == 2) == 2
+    sql.create_slot("to_mapped")
+    stale = consumers(wg, "stale", user="alice", sslmode="require")
+    stale.start("to_mapped")
+    pid = active_pid(sql, "to_mapped")
+    stale_for_longer_than_takeover_after()
+
+    error = start_refused(consumers(wg, "bob", user="bob", sslmode="require"), "to_mapped")
+    assert error.pgcode == "55006", error
+    assert active_pid(sql, "to_mapped") == pid
+    assert wg.wait_for_metric('walgate_slot_takeovers_total{result="refused_user"}',
+                              lambda v: v == 1) == 1
+    # alice again: her own stale stream is hers to take over
+    again = consumers(wg, "alice-again", user="alice", sslmode="require")
+    again.start("to_mapped")
+    assert active_pid(sql, "to_mapped") not in (None, pid)
+    assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0) | {"refused_user": 1, "taken_over": 1}
