@@ -473,3 +473,37 @@ def test_clients_mapped_to_one_upstream_role(pg, walgate_factory, certs, tmp_pat
     again.start("to_mapped")
     assert active_pid(sql, "to_mapped") not in (None, pid)
     assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0) | {"refused_user": 1, "taken_over": 1}
+
+
+def test_start_in_pieces_is_not_held(pg, walgate_factory, sql, consumers):
+    """A START_REPLICATION that arrives in two reads cannot be held back
+    whole (its first bytes went on already): walgate forwards the rest
+    unchanged and takes nothing over; the server answers 55006 and the
+    stream (and walgate's framing) goes on."""
+    import pgwire
+    wg = takeover_walgate(walgate_factory)
+    sql.create_slot("to_pieces")
+    stale = consumers(wg, "stale")
+    stale.start("to_pieces")
+    pid = active_pid(sql, "to_pieces")
+    stale_for_longer_than_takeover_after()
+
+    sock = pgwire.connect(wg.host, wg.port, timeout=10)
+    try:
+        pgwire.login(sock, {"user": TEST_USER, "database": TEST_DB, "replication": "database",
+                            "application_name": "pieces"}, password=TEST_PASSWORD)
+        start = pgwire.message("Q", b'START_REPLICATION SLOT "to_pieces" LOGICAL 0/0 '
+                                    b"(proto_version '1', publication_names '"
+                                    + PUBLICATION.encode() + b"')\0")
+        sock.sendall(start[:12])
+        time.sleep(0.5)             # walgate reads and forwards the first piece alone
+        sock.sendall(start[12:])
+        assert pgwire.read_error(sock)["C"] == "55006"
+        assert pgwire.read_message(sock)[0] == "Z"
+        # the session is still framed right: a query after it is answered
+        assert pgwire.simple_query(sock, "IDENTIFY_SYSTEM")
+    finally:
+        sock.close()
+    assert active_pid(sql, "to_pieces") == pid
+    assert all_takeovers(wg) == dict.fromkeys(RESULTS, 0)
+    assert wg.wait_for_log(r"START_REPLICATION came in pieces: no takeover")
