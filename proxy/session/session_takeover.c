@@ -82,15 +82,20 @@ static void on_streaming(void *arg, bool on)
 	struct takeover *tk = arg;
 	struct session *s = tk->s;
 	struct slot_claim_owner o = owner_of(s);
+	struct slot_claim *reservation = tk->claim;	/* made while taking the slot over, if any */
 	struct slot_claim_key k;
 
-	takeover_unclaim(tk);		/* a reservation made while taking the slot over, if any */
-	if (!on || !s->repl->start_slot[0])
-		return;		/* a physical stream without a slot: nothing to take over */
-	key_of(s, s->repl->start_slot, &k);
-	tk->claim = slot_claims_add(claims_of(s), &k, &o, slots_now_us());
-	if (!tk->claim)
-		slog_warning(s, "out of memory: the stream of slot \"%s\" cannot be taken over", k.slot);
+	tk->claim = NULL;
+	if (on && s->repl->start_slot[0]) {	/* a physical stream without a slot: nothing to take */
+		key_of(s, s->repl->start_slot, &k);
+		tk->claim = slot_claims_add(claims_of(s), &k, &o, slots_now_us());
+		if (!tk->claim)
+			slog_warning(s, "out of memory: the stream of slot \"%s\" cannot be taken over",
+				     k.slot);
+	}
+	/* given up only now: the slot is never unclaimed in between */
+	if (reservation)
+		slot_claims_remove(claims_of(s), reservation);
 }
 
 static void on_status(void *arg)
