@@ -187,6 +187,12 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	for (int r = 0; r < CANCEL_RESULTS; r++)
 		sample_labelled(b, "walgate_cancel_requests_total", "result",
 				cancel_result_name((enum cancel_result)r), (double)st->cancels[r]);
+	metrics_family(b, "walgate_slot_takeovers_total", "counter",
+	       "START_REPLICATION commands naming a slot another session streams, by result "
+	       "(taken_over, timed_out, refused_live, refused_user, refused_busy).");
+	for (int r = 0; r < TAKEOVER_RESULTS; r++)
+		sample_labelled(b, "walgate_slot_takeovers_total", "result",
+				takeover_result_name((enum takeover_result)r), (double)st->takeovers[r]);
 	counter(b, "walgate_config_reload_failures_total",
 		"Reloads refused because the configuration did not parse or validate.",
 		atomic_load(&m->shared->config_reload_failures));

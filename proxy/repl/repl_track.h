@@ -17,6 +17,17 @@
 #include "protocol/pg_scan.h"
 #include "repl/slots.h"
 
+/*
+ * What the session is told, for slot takeover (session_takeover.c); each
+ * may be NULL.
+ */
+struct repl_track_events {
+	void (*start)(void *arg, const char *slot);	/* a START_REPLICATION scanned, not yet forwarded */
+	void (*streaming)(void *arg, bool on);		/* the server accepted it; refused it, or the stream ended */
+	void (*status)(void *arg);			/* the client sent a standby status update */
+	void *arg;
+};
+
 enum repl_track_state {
 	REPL_IDLE,		/* commands and SQL */
 	REPL_STARTING,		/* START_REPLICATION sent, the server has not answered */
@@ -46,6 +57,8 @@ struct repl_track {
 	struct pgoutput_state po;
 	unsigned logged;		/* malformed messages logged for this session */
 
+	struct repl_track_events ev;
+
 	uint8_t query[PG_REPL_CMD_SCAN_MAX];	/* a Query captured whole, up to its bound */
 	uint32_t query_len;		/* its payload length */
 };
@@ -54,6 +67,9 @@ struct repl_track {
 struct repl_track *repl_track_new(struct slot_registry *registry, uint64_t *errors,
 				  const char *log_prefix, const char *database);
 void repl_track_free(struct repl_track *t);
+
+/* Tell ev of starts, streams and status updates from here on. */
+void repl_track_observe(struct repl_track *t, const struct repl_track_events *ev);
 
 /*
  * A message from the client, as the relay's scanner reports it: first

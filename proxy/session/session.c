@@ -10,6 +10,7 @@
 #include "session/session_int.h"
 #include "repl/repl_track.h"
 #include "session/session_secrets.h"
+#include "session/takeover.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -96,12 +97,21 @@ static void session_free(struct session *s)
 		cancel_registry_remove(&w->shared->cancels, s->cancel_entry);
 	session_auth_free(s->auth);
 	repl_track_free(s->repl);
+	takeover_free(s->takeover);
 	TAILQ_REMOVE(&w->sessions, s, link);
 	w->nsessions--;
 	atomic_fetch_sub_explicit(&w->shared->sessions, 1, memory_order_relaxed);
 	free(s);
 	if (w->draining && w->nsessions == 0 && w->on_idle)
 		w->on_idle(w);
+}
+
+void session_drop_server(struct session *s)
+{
+	bufferevent_free(s->server);
+	s->server = NULL;
+	if (s->takeover)
+		takeover_unclaim(s->takeover);
 }
 
 /* In CLOSING: free each side once its queued output is written; then the session. */
@@ -111,10 +121,9 @@ void session_closing_progress(struct session *s)
 		bufferevent_free(s->client);
 		s->client = NULL;
 	}
-	if (s->server && evbuffer_get_length(bufferevent_get_output(s->server)) == 0) {
-		bufferevent_free(s->server);
-		s->server = NULL;
-	}
+	if (s->server && !s->await_server_eof &&
+	    evbuffer_get_length(bufferevent_get_output(s->server)) == 0)
+		session_drop_server(s);
 	/*
 	 * Free from the loop, never from inside a caller that may still look
 	 * at the session after closing it.
@@ -145,7 +154,11 @@ void session_close(struct session *s, const char *reason)
 		relay_flush(s->client);
 	}
 	if (s->server) {
-		bufferevent_disable(s->server, EV_READ);
+		/* a stream taken over: the server's close says its slot is free */
+		if (s->await_server_eof)
+			bufferevent_enable(s->server, EV_READ);
+		else
+			bufferevent_disable(s->server, EV_READ);
 		bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
 		relay_flush(s->server);
 	}

@@ -29,6 +29,7 @@
 #include "relay/tls_upgrade.h"
 #include "worker/worker.h"
 #include "session/session_login.h"
+#include "session/session_takeover.h"
 
 /* ---- upstream side ---------------------------------------------------- */
 
@@ -306,8 +307,7 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state == SESSION_CLOSING) {
-		bufferevent_free(s->server);	/* gone: what was queued for it cannot be sent */
-		s->server = NULL;
+		session_drop_server(s);	/* gone: what was queued for it cannot be sent */
 		session_closing_progress(s);
 		return;
 	}
@@ -337,6 +337,8 @@ static void start_relay(struct session *s)
 					 (st->database ? st->database : st->user) : NULL);
 	relay_dir_init(&s->to_server, (uint32_t)cfg->max_message_size,
 		       (size_t)cfg->relay_buffer_size, client_message, s);
+	if (s->repl)
+		session_takeover_attach(s, session_forward_to_server);	/* a START may be held back */
 	/* The upstream is trusted to frame its own messages; any length up to the protocol's. */
 	relay_dir_init(&s->to_client, UINT32_MAX, (size_t)cfg->relay_buffer_size, server_message, s);
 	relay_dir_plain(&s->to_server, !s->client_tls, !s->server_tls);
