@@ -10,7 +10,7 @@
 #include "session/session_int.h"
 #include "repl/repl_track.h"
 #include "session/session_secrets.h"
-#include "session/takeover.h"
+#include "session/takeover_state.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>

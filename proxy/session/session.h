@@ -111,7 +111,7 @@ struct session {
 	struct session_auth *auth;	/* auth = scram, from the StartupMessage to AuthenticationOk */
 
 	struct repl_track *repl;	/* replication connections, from the relay on */
-	struct takeover *takeover;	/* ... and their claims on slots (session/takeover.h) */
+	struct takeover *takeover;	/* ... and their claims on slots (session/takeover_state.h) */
 	bool await_server_eof;		/* closing: the upstream leg stays until the server closes it */
 
 	struct relay_dir to_server;

@@ -37,7 +37,7 @@
 #include "repl/repl_track.h"
 #include "repl/slots.h"
 #include "session/session_cred.h"
-#include "session/takeover.h"
+#include "session/takeover_state.h"
 #include "worker/slot_claims.h"
 #include "worker/worker.h"
 

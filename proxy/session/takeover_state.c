@@ -1,8 +1,8 @@
 /*
- * takeover.c - giving up a session's claim on a slot, and freeing what it
+ * takeover_state.c - giving up a session's claim on a slot, and freeing what it
  * held for takeover.
  */
-#include "session/takeover.h"
+#include "session/takeover_state.h"
 
 #include <event2/event.h>
 #include <stdlib.h>

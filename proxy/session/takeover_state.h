@@ -1,12 +1,12 @@
 /*
- * takeover.h - what a replication session holds for slot takeover: its
+ * takeover_state.h - what a replication session holds for slot takeover: its
  * claim on the slot it streams (or the reservation it made while taking
  * one over), and, while it takes a slot over, what it waits for and the
  * timer it polls on. Freed with the session (session.c); what is done with
  * it is session_takeover.c's.
  */
-#ifndef WALGATE_TAKEOVER_H
-#define WALGATE_TAKEOVER_H
+#ifndef WALGATE_TAKEOVER_STATE_H
+#define WALGATE_TAKEOVER_STATE_H
 
 #include <stdbool.h>
 #include <stdint.h>
