@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "protocol/pg_wire.h"
 #include "core/counters.h"
+#include "repl/slots.h"
 
 /* Past this many, a session's malformed replication messages are counted silently. */
 #define LOG_MALFORMED_MAX 5

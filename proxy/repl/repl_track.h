@@ -15,7 +15,7 @@
 #include "protocol/pg_repl_cmd.h"
 #include "protocol/pg_repl_stream.h"
 #include "protocol/pg_scan.h"
-#include "repl/slots.h"
+#include "repl/slots-t.h"
 
 /*
  * What the session is told, for slot takeover (session_takeover.c); each

@@ -16,6 +16,7 @@
 #include "worker/generation.h"
 #include "core/log.h"
 #include "core/netutil.h"
+#include "repl/slots.h"
 
 
 int worker_shared_init(struct worker_shared *sh)

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "protocol/pg_scan.h"
 #include "repl/repl_track.h"
+#include "repl/slots.h"
 #include "worker/worker.h"
 
 struct side {
