@@ -267,10 +267,11 @@ static void client_copydata(struct repl_track *t, const struct pg_msg *m)
 			  "hot standby feedback", pg_repl_verdict_str(v));
 		return;
 	}
-	if (cd.kind != PG_REPL_COPY_STATUS)
-		return;
+	/* either is the client's sign of life (hot standby feedback: a standby's own interval) */
 	if (t->ev.status)
 		t->ev.status(t->ev.arg);
+	if (cd.kind != PG_REPL_COPY_STATUS)
+		return;
 	if (!s)
 		return;		/* out of memory at the start: no numbers for this stream */
 	now = slots_now_us();

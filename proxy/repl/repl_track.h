@@ -24,7 +24,7 @@
 struct repl_track_events {
 	void (*start)(void *arg, const char *slot);	/* a START_REPLICATION scanned, not yet forwarded */
 	void (*streaming)(void *arg, bool on);		/* the server accepted it; refused it, or the stream ended */
-	void (*status)(void *arg);			/* the client sent a standby status update */
+	void (*status)(void *arg);			/* the client sent a status update or hot standby feedback */
 	void *arg;
 };
 

@@ -59,6 +59,7 @@ static void key_of(const struct session *s, const char *slot, struct slot_claim_
 	snprintf(k->upstream, sizeof(k->upstream), "%s", s->upstream_label);
 	snprintf(k->database, sizeof(k->database), "%s", s->repl->database);
 	snprintf(k->slot, sizeof(k->slot), "%s", slot);
+	k->kind = s->repl->start_kind;
 }
 
 static void wake_worker(void *arg)
@@ -230,7 +231,13 @@ static void on_start(void *arg, const char *slot)
 	struct slot_claim *reserved;
 	enum slot_take v;
 
-	if (after_us <= 0 || !slot[0] || tk->waiting)
+	/*
+	 * Only a logged-in client's START, sent with nothing unanswered ahead of
+	 * it, is judged: a START pipelined into the login (passthrough: not yet
+	 * authenticated) or behind commands the server may refuse goes on as sent.
+	 */
+	if (after_us <= 0 || !slot[0] || tk->waiting || s->state != SESSION_RELAY ||
+	    s->repl->ahead > 0)
 		return;
 	if (!relay_can_hold(&s->to_server)) {
 		slog_debug(s, "replication: START_REPLICATION came in pieces: no takeover of slot \"%s\"", slot);

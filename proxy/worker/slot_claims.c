@@ -83,7 +83,7 @@ void slot_claim_touch(struct slot_claim *c, int64_t now_us)
 static bool same_key(const struct slot_claim_key *a, const struct slot_claim_key *b)
 {
 	return !strcmp(a->slot, b->slot) && !strcmp(a->database, b->database) &&
-	       !strcmp(a->upstream, b->upstream);
+	       !strcmp(a->upstream, b->upstream) && a->kind == b->kind;
 }
 
 /* Under the lock: the verdict over every claim on k (a refusal by any one decides). */

@@ -33,6 +33,7 @@ struct slot_claim_key {
 	char upstream[280];		/* "host:port" as configured */
 	char database[PG_REPL_NAME_MAX];	/* "" on a physical connection */
 	char slot[PG_REPL_NAME_MAX];
+	enum pg_repl_kind kind;		/* a physical START cannot use a logical slot, nor the reverse */
 };
 
 /* Called under the registry's lock, on the newcomer's thread: wake the owner's worker. */
