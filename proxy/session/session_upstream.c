@@ -27,6 +27,7 @@
 #include "relay/upstream_connect.h"
 #include "tls/tls_context.h"
 #include "relay/tls_upgrade.h"
+#include "worker/tls_contexts.h"
 #include "worker/worker.h"
 #include "session/session_login.h"
 #include "session/session_takeover.h"
