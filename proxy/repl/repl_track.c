@@ -1,6 +1,6 @@
 /*
  * repl_track.c - turn the messages of a replication connection into the
- * per-slot numbers of slots.h, reading only what the scanner kept of each
+ * per-slot numbers of slot_table.h, reading only what the scanner kept of each
  * message (its prefix; a Query captured whole up to PG_REPL_CMD_SCAN_MAX).
  */
 #include "repl/repl_track.h"
@@ -12,7 +12,7 @@
 #include "core/log.h"
 #include "protocol/pg_wire.h"
 #include "core/counters.h"
-#include "repl/slots.h"
+#include "repl/slot_table.h"
 
 /* Past this many, a session's malformed replication messages are counted silently. */
 #define LOG_MALFORMED_MAX 5

@@ -2,7 +2,7 @@
  * repl_track.h - following a replication connection as it is relayed:
  * the replication commands the client sends, the stream a
  * START_REPLICATION opens, and every XLogData, keepalive, status update
- * and pgoutput message in it, into the slot's entry (slots.h).
+ * and pgoutput message in it, into the slot's entry (slot_table.h).
  *
  * It only looks: bytes are relayed unchanged whatever it finds, and a
  * message it cannot decode is logged and counted, never refused.
@@ -15,7 +15,7 @@
 #include "protocol/pg_repl_cmd.h"
 #include "protocol/pg_repl_stream.h"
 #include "protocol/pg_scan.h"
-#include "repl/slots-t.h"
+#include "repl/slot_table-t.h"
 
 /*
  * What the session is told, for slot takeover (session_takeover.c); each

@@ -35,7 +35,7 @@
 #include "core/config.h"
 #include "protocol/pg_message.h"
 #include "repl/repl_track.h"
-#include "repl/slots.h"
+#include "repl/slot_table.h"
 #include "session/session_cred.h"
 #include "session/takeover_state.h"
 #include "worker/slot_claims.h"

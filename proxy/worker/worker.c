@@ -16,7 +16,7 @@
 #include "worker/generation.h"
 #include "core/log.h"
 #include "core/netutil.h"
-#include "repl/slots.h"
+#include "repl/slot_table.h"
 
 
 int worker_shared_init(struct worker_shared *sh)

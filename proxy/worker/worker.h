@@ -19,7 +19,7 @@
 #include "core/ratelimit.h"
 #include "worker/cancel_registry.h"
 #include "worker/slot_claims.h"
-#include "repl/slots-t.h"
+#include "repl/slot_table-t.h"
 #include "core/cred_spec.h"
 
 struct event;

@@ -1,5 +1,5 @@
 /*
- * slots.h - what walgate has seen of each replication slot streamed
+ * slot_table.h - what walgate has seen of each replication slot streamed
  * through it: positions, lags, counts. One entry per slot name, shared by
  * the sessions that stream it one after another, kept for slot_expiry
  * after the last of them ends so that a reconnecting client continues its
@@ -9,13 +9,13 @@
  * START_REPLICATION (its CopyBothResponse), so the table is bounded by the
  * upstream's max_replication_slots, not by what clients ask for.
  */
-#ifndef WALGATE_SLOTS_H
-#define WALGATE_SLOTS_H
+#ifndef WALGATE_SLOT_TABLE_H
+#define WALGATE_SLOT_TABLE_H
 
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "repl/slots-t.h"
+#include "repl/slot_table-t.h"
 
 void slots_init(struct slot_registry *r);
 void slots_free(struct slot_registry *r);

@@ -1,10 +1,10 @@
 /*
- * slots-t.h - the types of the slot table (slots.h), for the layers that
+ * slot_table-t.h - the types of the slot table (slot_table.h), for the layers that
  * hold or read them without calling into it: a worker embeds its table,
  * a scrape reads the views.
  */
-#ifndef WALGATE_SLOTS_T_H
-#define WALGATE_SLOTS_T_H
+#ifndef WALGATE_SLOT_TABLE_T_H
+#define WALGATE_SLOT_TABLE_T_H
 
 #include <stdint.h>
 #include <sys/queue.h>
