@@ -4,7 +4,7 @@
  *
  * Names follow Prometheus' rules: base units in names, counters end in
  * _total, labels of low cardinality. A scrape asks every worker for a
- * snapshot (workers.h) and answers once all have given theirs, so the
+ * snapshot (worker_pool.h) and answers once all have given theirs, so the
  * relay's hot path only bumps plain integers of its own thread.
  */
 #include "access/token_source.h"
@@ -32,7 +32,7 @@
 #include "tls/tls_context.h"
 #include "walgate_version.h"
 #include "worker/worker.h"
-#include "threads/workers.h"
+#include "threads/worker_pool.h"
 
 /* A scrape waiting for the workers' snapshot. */
 struct pending {

@@ -1,7 +1,7 @@
 /*
  * worker.h - what one event loop owns: its event base, its DNS resolver,
  * its sessions and its counters. Sessions never move between workers;
- * each worker runs on its own thread (workers.h), and the little that is
+ * each worker runs on its own thread (worker_pool.h), and the little that is
  * counted across them lives in struct worker_shared, as atomics.
  */
 #ifndef WALGATE_WORKER_H

@@ -1,5 +1,5 @@
 /*
- * workers.c - worker threads, their mailboxes, and collecting their
+ * worker_pool.c - worker threads, their mailboxes, and collecting their
  * snapshots for a scrape.
  *
  * A mailbox is a mutex, a set of command bits, a queue of accepted
@@ -9,7 +9,7 @@
  * loop: a worker that went idle, or finished its snapshot, counts itself
  * and activates it.
  */
-#include "threads/workers.h"
+#include "threads/worker_pool.h"
 
 #include <event2/event.h>
 #include <pthread.h>
