@@ -27,6 +27,11 @@ bool pg_scan_at_boundary(const struct pg_scanner *sc)
 	return sc->hdr_have == 0;
 }
 
+uint32_t pg_scan_payload_left(const struct pg_scanner *sc)
+{
+	return sc->hdr_have == PG_MSG_HEADER_LEN && sc->reported ? sc->remaining : 0;
+}
+
 const char *pg_scan_error_str(enum pg_scan_error e)
 {
 	switch (e) {

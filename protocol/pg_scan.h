@@ -86,6 +86,13 @@ uint32_t pg_scan_capture(struct pg_scanner *sc, uint8_t *buf, uint32_t cap);
 /* True between messages: nothing of a partial message has been fed. */
 bool pg_scan_at_boundary(const struct pg_scanner *sc);
 
+/*
+ * Payload bytes of the message last reported that are still to be fed; 0
+ * between messages and before a message is reported. Feeding no more than
+ * this stops the scanner at the next boundary.
+ */
+uint32_t pg_scan_payload_left(const struct pg_scanner *sc);
+
 const char *pg_scan_error_str(enum pg_scan_error e);
 
 #endif

@@ -33,7 +33,7 @@
 #include "core/sdnotify.h"
 #include "walgate_version.h"
 #include "worker/worker.h"
-#include "threads/workers.h"
+#include "threads/worker_pool.h"
 
 /* After closing every session, how long the last bytes may take. */
 #define FINAL_FLUSH_MS 2000

@@ -70,6 +70,8 @@ static const struct config_key config_keys[] = {
 	{ "metrics", "listen", KT_LISTEN, OFF(metrics_listen), "127.0.0.1:9930", 0, 0, false, NULL },
 	{ "metrics", "allow", KT_ALLOWLIST, OFF(metrics_allow), "127.0.0.0/8, ::1", 0, 0, true, NULL },
 	{ "metrics", "slot_expiry", KT_DURATION, OFF(slot_expiry_ms), "5min", 0, DAY_MS, true, NULL },
+	{ "replication", "takeover_after", KT_DURATION_OFF, OFF(takeover_after_ms), "30s", 1000, DAY_MS,
+	  true, NULL },
 	{ "monitor", "conninfo", KT_STRING, OFF(monitor_conninfo), NULL, 0, 0, true, NULL },
 	{ "monitor", "interval", KT_DURATION, OFF(monitor_interval_ms), "10s", 100, DAY_MS, true, NULL },
 	{ "monitor", "timeout", KT_DURATION, OFF(monitor_timeout_ms), "5s", 100, DAY_MS, true, NULL },

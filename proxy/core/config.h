@@ -123,6 +123,9 @@ struct config {
 	struct allowlist *metrics_allow;
 	int64_t slot_expiry_ms;		/* a slot's stream series outlive its last session this long */
 
+	/* [replication] */
+	int64_t takeover_after_ms;	/* a stream silent this long may be taken over; 0 = off */
+
 	/* [monitor] */
 	char *monitor_conninfo;		/* libpq conninfo; NULL: no polling */
 	int64_t monitor_interval_ms;

@@ -17,6 +17,7 @@ enum key_type {
 	KT_INT,
 	KT_BOOL,
 	KT_DURATION,		/* int64_t milliseconds */
+	KT_DURATION_OFF,	/* int64_t milliseconds, or off: 0 */
 	KT_SIZE,		/* int64_t bytes */
 	KT_LOG_LEVEL,
 	KT_LOG_FORMAT,
@@ -33,7 +34,7 @@ struct config_key {
 	enum key_type type;
 	size_t offset;
 	const char *def;	/* NULL: required or empty */
-	int64_t min, max;	/* for KT_INT, KT_DURATION, KT_SIZE */
+	int64_t min, max;	/* for KT_INT, KT_DURATION(_OFF), KT_SIZE */
 	bool reloadable;
 	const char *choices;	/* for KT_CHOICE and KT_FLAGS */
 };

@@ -77,7 +77,7 @@ static const char *parse_with_unit(const char *s, const struct unit *units, cons
 /* v written with the largest unit that divides it: "100ms", "1h", "64MB". */
 static void format_amount(enum key_type type, int64_t v, char *buf, size_t cap)
 {
-	const struct unit *units = type == KT_DURATION ? duration_units : size_units;
+	const struct unit *units = type == KT_SIZE ? size_units : duration_units;
 
 	if (type == KT_INT || v == 0) {
 		snprintf(buf, cap, "%lld", (long long)v);
@@ -99,7 +99,8 @@ static const char *range_reason(const struct config_key *k, const char *what, ch
 
 	format_amount(k->type, k->min, lo, sizeof(lo));
 	format_amount(k->type, k->max, hi, sizeof(hi));
-	snprintf(why, WHY_LEN, "%s: accepted from %s to %s", what, lo, hi);
+	snprintf(why, WHY_LEN, "%s: accepted from %s to %s%s", what, lo, hi,
+		 k->type == KT_DURATION_OFF ? ", or off" : "");
 	return why;
 }
 
@@ -113,16 +114,20 @@ static const char *parse_amount(const struct config_key *k, const char *value, v
 	if (k->type == KT_INT) {
 		if (!parse_number(value, &v, &rest) || *rest)
 			return range_reason(k, "not a whole number", why);
-	} else if (k->type == KT_DURATION) {
-		err = parse_with_unit(value, duration_units, "ms, s, min or h; a bare number is seconds",
-				      &v, why);
+	} else if (k->type == KT_DURATION_OFF && !strcasecmp(value, "off")) {
+		v = 0;
+	} else if (k->type != KT_SIZE) {
+		err = parse_with_unit(value, duration_units, k->type == KT_DURATION_OFF ?
+				      "ms, s, min or h; a bare number is seconds; or off" :
+				      "ms, s, min or h; a bare number is seconds", &v, why);
 	} else {
 		err = parse_with_unit(value, size_units, "B, kB, MB or GB; a bare number is bytes",
 				      &v, why);
 	}
 	if (err)
 		return err;
-	if ((v < k->min || v > k->max) && !(k->type == KT_DURATION && v == 0 && k->min == 0))
+	if ((v < k->min || v > k->max) && !(k->type == KT_DURATION && v == 0 && k->min == 0) &&
+	    !(k->type == KT_DURATION_OFF && v == 0))
 		return range_reason(k, "out of range", why);
 	if (k->type == KT_INT)
 		*(int *)field = (int)v;
@@ -355,6 +360,7 @@ const char *config_parse_value(const struct config_key *k, const char *value, st
 		return "expected text or json";
 	case KT_INT:
 	case KT_DURATION:
+	case KT_DURATION_OFF:
 	case KT_SIZE:
 		return parse_amount(k, value, field, why_buf);
 	}

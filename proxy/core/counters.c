@@ -56,3 +56,16 @@ const char *protocol_error_kind_name(enum protocol_error_kind k)
 {
 	return k < PROTO_ERR_KINDS ? protocol_error_names[k] : "unknown";
 }
+
+static const char *const takeover_result_names[TAKEOVER_RESULTS] = {
+	[TAKEOVER_TAKEN_OVER] = "taken_over",
+	[TAKEOVER_TIMED_OUT] = "timed_out",
+	[TAKEOVER_REFUSED_LIVE] = "refused_live",
+	[TAKEOVER_REFUSED_USER] = "refused_user",
+	[TAKEOVER_REFUSED_BUSY] = "refused_busy",
+};
+
+const char *takeover_result_name(enum takeover_result r)
+{
+	return r < TAKEOVER_RESULTS ? takeover_result_names[r] : "unknown";
+}

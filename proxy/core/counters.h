@@ -1,7 +1,7 @@
 /*
  * counters.h - what walgate counts by label: why a connection was turned
  * away, why a login upstream was broken off, who broke the protocol, what
- * became of a cancel. One enum each, with one table of the names that the
+ * became of a cancel and of a slot takeover. One enum each, with one table of the names that the
  * metrics show (counters.c).
  */
 #ifndef WALGATE_COUNTERS_H
@@ -56,5 +56,20 @@ enum cancel_result {
 };
 
 const char *cancel_result_name(enum cancel_result r);
+
+/*
+ * What became of a START_REPLICATION naming a slot another session
+ * streams, for walgate_slot_takeovers_total{result}.
+ */
+enum takeover_result {
+	TAKEOVER_TAKEN_OVER,		/* the stale stream closed, its slot released: forwarded */
+	TAKEOVER_TIMED_OUT,		/* the stale stream was closed, not gone in time: forwarded */
+	TAKEOVER_REFUSED_LIVE,		/* its client sends status updates: forwarded unchanged */
+	TAKEOVER_REFUSED_USER,		/* another user's stream (client's or upstream): forwarded unchanged */
+	TAKEOVER_REFUSED_BUSY,		/* another connection is taking it over: forwarded unchanged */
+	TAKEOVER_RESULTS
+};
+
+const char *takeover_result_name(enum takeover_result r);
 
 #endif

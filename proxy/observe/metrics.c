@@ -4,7 +4,7 @@
  *
  * Names follow Prometheus' rules: base units in names, counters end in
  * _total, labels of low cardinality. A scrape asks every worker for a
- * snapshot (workers.h) and answers once all have given theirs, so the
+ * snapshot (worker_pool.h) and answers once all have given theirs, so the
  * relay's hot path only bumps plain integers of its own thread.
  */
 #include "access/token_source.h"
@@ -32,7 +32,7 @@
 #include "tls/tls_context.h"
 #include "walgate_version.h"
 #include "worker/worker.h"
-#include "threads/workers.h"
+#include "threads/worker_pool.h"
 
 /* A scrape waiting for the workers' snapshot. */
 struct pending {
@@ -187,6 +187,12 @@ static void render(struct evbuffer *b, const struct metrics_server *m, const str
 	for (int r = 0; r < CANCEL_RESULTS; r++)
 		sample_labelled(b, "walgate_cancel_requests_total", "result",
 				cancel_result_name((enum cancel_result)r), (double)st->cancels[r]);
+	metrics_family(b, "walgate_slot_takeovers_total", "counter",
+	       "START_REPLICATION commands naming a slot another session streams, by result "
+	       "(taken_over, timed_out, refused_live, refused_user, refused_busy).");
+	for (int r = 0; r < TAKEOVER_RESULTS; r++)
+		sample_labelled(b, "walgate_slot_takeovers_total", "result",
+				takeover_result_name((enum takeover_result)r), (double)st->takeovers[r]);
 	counter(b, "walgate_config_reload_failures_total",
 		"Reloads refused because the configuration did not parse or validate.",
 		atomic_load(&m->shared->config_reload_failures));

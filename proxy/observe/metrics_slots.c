@@ -12,7 +12,7 @@
 
 #include "repl/monitor.h"
 #include "protocol/pg_repl_stream.h"
-#include "repl/slots.h"
+#include "repl/slot_table.h"
 #include "observe/prom_text.h"
 
 /* JSON wants every control character escaped, not only the newline. */

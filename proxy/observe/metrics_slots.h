@@ -1,6 +1,6 @@
 /*
- * metrics_slots.h - the per-slot part of a scrape: the stream-side
- * series of slots.h (as views) and the upstream's view polled by monitor.h, in
+ * metrics_slot_table.h - the per-slot part of a scrape: the stream-side
+ * series of slot_table.h (as views) and the upstream's view polled by monitor.h, in
  * Prometheus text format and as the JSON of /slots.
  */
 #ifndef WALGATE_METRICS_SLOTS_H

@@ -1,20 +1,14 @@
 /*
  * tls_upgrade.h - turning a session's plain socket bufferevent into a TLS
  * one on the same socket (after the SSLRequest exchange, or for a client
- * that opened with a ClientHello), and building the TLS contexts the
- * configuration asks for.
+ * that opened with a ClientHello).
  */
 #ifndef WALGATE_TLS_UPGRADE_H
 #define WALGATE_TLS_UPGRADE_H
 
 #include <event2/bufferevent_ssl.h>
 #include <openssl/ssl.h>
-#include <stdbool.h>
-#include <stddef.h>
 
-#include "tls/tls_context.h"
-
-struct config;
 
 /*
  * Replace plain by a TLS bufferevent on the same socket: plain's queued
@@ -31,15 +25,5 @@ struct bufferevent *tls_upgrade_socket(struct bufferevent *plain, SSL *ssl,
  * socket closed) on failure.
  */
 struct bufferevent *tls_upgrade_direct(struct bufferevent *plain, SSL *ssl);
-
-/* What server_tls (enum server_tls_mode) asks of the upstream's certificate. */
-enum tls_verify tls_verify_of(int server_tls);
-
-/*
- * Build the contexts cfg asks for: *server when clients may use TLS, *client
- * when the upstream leg may. On failure nothing is returned, err says why.
- */
-bool tls_contexts_build(const struct config *cfg, SSL_CTX **server, SSL_CTX **client,
-			char *err, size_t errlen);
 
 #endif

@@ -1,6 +1,6 @@
 /*
  * repl_track.c - turn the messages of a replication connection into the
- * per-slot numbers of slots.h, reading only what the scanner kept of each
+ * per-slot numbers of slot_table.h, reading only what the scanner kept of each
  * message (its prefix; a Query captured whole up to PG_REPL_CMD_SCAN_MAX).
  */
 #include "repl/repl_track.h"
@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "protocol/pg_wire.h"
 #include "core/counters.h"
+#include "repl/slot_table.h"
 
 /* Past this many, a session's malformed replication messages are counted silently. */
 #define LOG_MALFORMED_MAX 5
@@ -32,12 +33,21 @@ struct repl_track *repl_track_new(struct slot_registry *registry, uint64_t *erro
 	return t;
 }
 
+void repl_track_observe(struct repl_track *t, const struct repl_track_events *ev)
+{
+	t->ev = *ev;
+}
+
 static void stop_streaming(struct repl_track *t)
 {
+	bool was = t->state == REPL_STREAMING;
+
 	if (t->slot)
 		slots_detach(t->slot, slots_now_us());
 	t->slot = NULL;
 	t->state = REPL_IDLE;
+	if (was && t->ev.streaming)
+		t->ev.streaming(t->ev.arg, false);
 }
 
 void repl_track_free(struct repl_track *t)
@@ -138,6 +148,8 @@ static void command(struct repl_track *t, const uint8_t *text, uint32_t len)
 	t->start_kind = c.repl_kind;
 	t->start_proto_version = c.proto_version;
 	t->start_lsn = c.start_lsn;
+	if (t->ev.start)
+		t->ev.start(t->ev.arg, t->start_slot);
 }
 
 /* The server answered START_REPLICATION with CopyBothResponse. */
@@ -149,6 +161,8 @@ static void start_streaming(struct repl_track *t)
 	/* pgoutput refuses to start without proto_version; other plugins do not take it. */
 	t->pgoutput = logical && t->start_proto_version > 0;
 	pgoutput_state_init(&t->po, t->start_proto_version);
+	if (t->ev.streaming)
+		t->ev.streaming(t->ev.arg, true);
 	t->slot = slots_attach(t->registry, t->start_slot, logical ? t->database : "", t->start_kind);
 	if (!t->slot)
 		return;
@@ -253,8 +267,13 @@ static void client_copydata(struct repl_track *t, const struct pg_msg *m)
 			  "hot standby feedback", pg_repl_verdict_str(v));
 		return;
 	}
+	/* either is the client's sign of life (hot standby feedback: a standby's own interval) */
+	if (t->ev.status)
+		t->ev.status(t->ev.arg);
 	if (cd.kind != PG_REPL_COPY_STATUS)
 		return;
+	if (!s)
+		return;		/* out of memory at the start: no numbers for this stream */
 	now = slots_now_us();
 	s->status_updates++;
 	s->last_status_unix = slots_unix_now();
@@ -278,11 +297,10 @@ void repl_track_from_client(struct repl_track *t, struct pg_scanner *sc, bool ca
 		return;
 	}
 	if (t->state == REPL_STREAMING) {
-		if (t->slot) {
+		if (t->slot)
 			t->slot->bytes_to_server += (uint64_t)m->length + 1;
-			if (m->type == PG_MSG_COPY_DATA)
-				client_copydata(t, m);
-		}
+		if (m->type == PG_MSG_COPY_DATA)
+			client_copydata(t, m);
 		return;
 	}
 	if (m->type == PG_MSG_QUERY || m->type == PG_MSG_SYNC || m->type == PG_MSG_FUNCTION_CALL)
@@ -302,6 +320,14 @@ static bool ends_stream(uint8_t type)
 	       type == PG_MSG_COMMAND_COMPLETE || type == PG_MSG_READY_FOR_QUERY;
 }
 
+/* The server refused the START, or answered it without a stream. */
+static void refused(struct repl_track *t)
+{
+	t->state = REPL_IDLE;
+	if (t->ev.streaming)
+		t->ev.streaming(t->ev.arg, false);
+}
+
 /* While a START awaits its answer: the answers of the commands before it, then its own. */
 static void start_answer(struct repl_track *t, uint8_t type)
 {
@@ -313,7 +339,7 @@ static void start_answer(struct repl_track *t, uint8_t type)
 	if (type == PG_MSG_COPY_BOTH_RESPONSE)
 		start_streaming(t);
 	else if (type == PG_MSG_ERROR_RESPONSE || type == PG_MSG_READY_FOR_QUERY)
-		t->state = REPL_IDLE;	/* refused, or answered without a stream */
+		refused(t);
 }
 
 void repl_track_from_server(struct repl_track *t, const struct pg_msg *m)

@@ -2,7 +2,7 @@
  * repl_track.h - following a replication connection as it is relayed:
  * the replication commands the client sends, the stream a
  * START_REPLICATION opens, and every XLogData, keepalive, status update
- * and pgoutput message in it, into the slot's entry (slots.h).
+ * and pgoutput message in it, into the slot's entry (slot_table.h).
  *
  * It only looks: bytes are relayed unchanged whatever it finds, and a
  * message it cannot decode is logged and counted, never refused.
@@ -15,7 +15,18 @@
 #include "protocol/pg_repl_cmd.h"
 #include "protocol/pg_repl_stream.h"
 #include "protocol/pg_scan.h"
-#include "repl/slots.h"
+#include "repl/slot_table-t.h"
+
+/*
+ * What the session is told, for slot takeover (session_takeover.c); each
+ * may be NULL.
+ */
+struct repl_track_events {
+	void (*start)(void *arg, const char *slot);	/* a START_REPLICATION scanned, not yet forwarded */
+	void (*streaming)(void *arg, bool on);		/* the server accepted it; refused it, or the stream ended */
+	void (*status)(void *arg);			/* the client sent a status update or hot standby feedback */
+	void *arg;
+};
 
 enum repl_track_state {
 	REPL_IDLE,		/* commands and SQL */
@@ -46,6 +57,8 @@ struct repl_track {
 	struct pgoutput_state po;
 	unsigned logged;		/* malformed messages logged for this session */
 
+	struct repl_track_events ev;
+
 	uint8_t query[PG_REPL_CMD_SCAN_MAX];	/* a Query captured whole, up to its bound */
 	uint32_t query_len;		/* its payload length */
 };
@@ -54,6 +67,9 @@ struct repl_track {
 struct repl_track *repl_track_new(struct slot_registry *registry, uint64_t *errors,
 				  const char *log_prefix, const char *database);
 void repl_track_free(struct repl_track *t);
+
+/* Tell ev of starts, streams and status updates from here on. */
+void repl_track_observe(struct repl_track *t, const struct repl_track_events *ev);
 
 /*
  * A message from the client, as the relay's scanner reports it: first

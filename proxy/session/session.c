@@ -10,6 +10,7 @@
 #include "session/session_int.h"
 #include "repl/repl_track.h"
 #include "session/session_secrets.h"
+#include "session/takeover_state.h"
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -100,12 +101,24 @@ static void session_free(struct session *s)
 		cancel_registry_remove(&w->shared->cancels, s->cancel_entry);
 	session_auth_free(s->auth);
 	repl_track_free(s->repl);
+	takeover_free(s->takeover);
 	TAILQ_REMOVE(&w->sessions, s, link);
 	w->nsessions--;
 	atomic_fetch_sub_explicit(&w->shared->sessions, 1, memory_order_relaxed);
 	free(s);
 	if (w->draining && w->nsessions == 0 && w->on_idle)
 		w->on_idle(w);
+}
+
+void session_drop_server(struct session *s)
+{
+	if (s->server)
+		bev_leg_free(s->server);
+	relay_io_free(s->server_io);
+	s->server = NULL;
+	s->server_io = NULL;
+	if (s->takeover)
+		takeover_unclaim(s->takeover);
 }
 
 /* In CLOSING: free each side once its queued output is written; then the session. */
@@ -115,18 +128,16 @@ void session_closing_progress(struct session *s)
 		bev_leg_free(s->client);
 		s->client = NULL;
 	}
-	if (s->server && evbuffer_get_length(bufferevent_get_output(s->server)) == 0) {
-		bev_leg_free(s->server);
-		s->server = NULL;
-	}
+	if (s->server && !s->await_server_eof &&
+	    evbuffer_get_length(bufferevent_get_output(s->server)) == 0)
+		session_drop_server(s);
 	if (s->client_io && (relay_io_queued(s->client_io) == 0 || s->client_io->failed)) {
 		relay_io_free(s->client_io);
 		s->client_io = NULL;
 	}
-	if (s->server_io && (relay_io_queued(s->server_io) == 0 || s->server_io->failed)) {
-		relay_io_free(s->server_io);
-		s->server_io = NULL;
-	}
+	if (s->server_io && (s->server_io->failed ||
+			     (!s->await_server_eof && relay_io_queued(s->server_io) == 0)))
+		session_drop_server(s);
 	/*
 	 * Free from the loop, never from inside a caller that may still look
 	 * at the session after closing it.
@@ -157,7 +168,11 @@ void session_close(struct session *s, const char *reason)
 		bev_leg_flush(s->client);
 	}
 	if (s->server) {
-		bufferevent_disable(s->server, EV_READ);
+		/* a stream taken over: the server's close says its slot is free */
+		if (s->await_server_eof)
+			bufferevent_enable(s->server, EV_READ);
+		else
+			bufferevent_disable(s->server, EV_READ);
 		bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
 		bev_leg_flush(s->server);
 	}
@@ -166,7 +181,8 @@ void session_close(struct session *s, const char *reason)
 		relay_io_flush(s->client_io);
 	}
 	if (s->server_io) {
-		relay_io_set_reading(s->server_io, false);
+		/* a stream taken over: the server's close says its slot is free */
+		relay_io_set_reading(s->server_io, s->await_server_eof);
 		relay_io_flush(s->server_io);
 	}
 	event_del(s->timer);

@@ -53,6 +53,7 @@ struct upstream_connect;
 struct session_auth;
 struct repl_track;
 struct relay_io;
+struct takeover;
 
 enum session_state {
 	SESSION_PROXY_HEADER,
@@ -114,6 +115,8 @@ struct session {
 	struct session_auth *auth;	/* auth = scram, from the StartupMessage to AuthenticationOk */
 
 	struct repl_track *repl;	/* replication connections, from the relay on */
+	struct takeover *takeover;	/* ... and their claims on slots (session/takeover_state.h) */
+	bool await_server_eof;		/* closing: the upstream leg stays until the server closes it */
 
 	struct relay_dir to_server;
 	struct relay_dir to_client;

@@ -28,7 +28,7 @@
 #include "tls/tls_context.h"
 #include "relay/tls_upgrade.h"
 #include "worker/worker.h"
-#include "session/session_auth.h"
+#include "session/session_client_login.h"
 #include "session/session_upstream.h"
 
 /* ---- startup phase ---------------------------------------------------- */
@@ -90,7 +90,7 @@ static void start_login(struct session *s, const uint8_t *pkt, uint32_t len)
 	(void)pg_startup_parse(s->startup_pkt, len, &s->startup);
 	session_arm_auth_deadline(s);
 	if (s->w->auth_users && config_current()->auth == AUTH_SCRAM) {
-		session_auth_begin(s);
+		session_client_login_begin(s);
 		return;
 	}
 	session_set_state(s, SESSION_CONNECTING);
@@ -353,7 +353,7 @@ static void client_read(struct bufferevent *bev, void *arg)
 		startup_read(s);
 		break;
 	case SESSION_AUTH:
-		session_auth_read(s);
+		session_client_login_read(s);
 		break;
 	default:
 		evbuffer_drain(in, evbuffer_get_length(in));

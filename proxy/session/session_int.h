@@ -39,6 +39,8 @@ bool session_tell_client(struct session *s, const char *severity, const char *sq
 void session_fail(struct session *s, const char *sqlstate, const char *message, const char *reason);
 void session_reject(struct session *s, enum reject_reason reason, const char *why);
 void session_protocol_violation(struct session *s, const char *sqlstate, const char *message);
+/* Close the upstream leg now (its claim on a slot goes with it). */
+void session_drop_server(struct session *s);
 /* Queue msg[0..len) for the client as a message of the login exchange. */
 void session_login_to_client(struct session *s, const uint8_t *msg, size_t len);
 

@@ -9,7 +9,7 @@
  *    that bind (libpq's default), gets a hint naming the fix.
  * Under auth = scram walgate has authenticated the client itself and now
  * logs in upstream on its behalf: each message goes to
- * session_login_auth.c instead.
+ * session_upstream_login.c instead.
  *
  * After AuthenticationOk the session streams (relay.c) as usual.
  */
@@ -28,7 +28,7 @@
 #include "relay/relay_io.h"
 #include "session/session_secrets.h"
 #include "worker/worker.h"
-#include "session/session_login_auth.h"
+#include "session/session_upstream_login.h"
 
 /* Login messages are small; anything larger is not a PostgreSQL server talking. */
 #define LOGIN_MSG_MAX 65536
@@ -129,7 +129,7 @@ enum login_step session_login_feed(struct session *s)
 			return LOGIN_MORE;
 		msg = evbuffer_pullup(in, (ssize_t)len + 1);
 		if (s->auth) {
-			enum login_step step = session_login_auth_take(s, msg, (size_t)len + 1);
+			enum login_step step = session_upstream_login_take(s, msg, (size_t)len + 1);
 
 			if (step == LOGIN_DONE)
 				login_succeeded(s);

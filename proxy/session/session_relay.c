@@ -25,6 +25,7 @@
 #include "repl/repl_track.h"
 #include "session/session_login.h"
 #include "session/session_secrets.h"
+#include "session/session_takeover.h"
 #include "worker/worker.h"
 
 /* BackendKeyData: record where a cancel for this backend must go, and how. */
@@ -185,6 +186,21 @@ static void server_ended(struct session *s)
 }
 
 /*
+ * CLOSING after a takeover: the upstream leg is read only to see the
+ * server close it (its walsender has let the slot go); what it still
+ * sends is dropped.
+ */
+static void awaited_close(struct session *s)
+{
+	relay_io_read(s->server_io, 64 * 1024);
+	evbuffer_drain(s->server_io->in, evbuffer_get_length(s->server_io->in));
+	if (relay_io_ended(s->server_io)) {
+		session_drop_server(s);
+		session_closing_progress(s);
+	}
+}
+
+/*
  * What both legs' events share: in CLOSING, a leg's queue drained or its
  * socket failed; otherwise, bytes written towards a leg may let the other
  * be read again (feeding: the direction that fills this leg's queue).
@@ -194,12 +210,16 @@ static bool leg_event(struct session *s, struct relay_io **leg, struct relay_dir
 		      struct relay_io *other, enum relay_io_event ev)
 {
 	if (s->state == SESSION_CLOSING) {
-		if (ev == RELAY_IO_FAILED) {
-			relay_io_free(*leg);	/* gone: what was queued for it cannot be sent */
+		if (ev == RELAY_IO_FAILED && leg == &s->server_io) {
+			session_drop_server(s);	/* gone: what was queued for it cannot be sent */
+		} else if (ev == RELAY_IO_FAILED) {
+			relay_io_free(*leg);
 			*leg = NULL;
+		} else if (ev == RELAY_IO_READABLE && leg == &s->server_io) {
+			awaited_close(s);
+			return true;
 		}
-		if (ev != RELAY_IO_READABLE)
-			session_closing_progress(s);
+		session_closing_progress(s);
 		return true;
 	}
 	if (ev != RELAY_IO_WRITTEN)
@@ -262,6 +282,8 @@ void session_start_relay(struct session *s)
 					 (st->database ? st->database : st->user) : NULL);
 	relay_dir_init(&s->to_server, (uint32_t)cfg->max_message_size,
 		       (size_t)cfg->relay_buffer_size, client_message, s);
+	if (s->repl)
+		session_takeover_attach(s, forward_to_server);	/* a START may be held back */
 	/* The upstream is trusted to frame its own messages; any length up to the protocol's. */
 	relay_dir_init(&s->to_client, UINT32_MAX, (size_t)cfg->relay_buffer_size, server_message, s);
 	if (s->auth && s->auth->startup)	/* another user upstream: session_cred.c */

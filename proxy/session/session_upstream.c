@@ -27,6 +27,7 @@
 #include "relay/upstream_connect.h"
 #include "tls/tls_context.h"
 #include "relay/tls_upgrade.h"
+#include "worker/tls_contexts.h"
 #include "worker/worker.h"
 
 /* ---- upstream side ---------------------------------------------------- */
@@ -182,8 +183,7 @@ static void server_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state == SESSION_CLOSING) {
-		bev_leg_free(s->server);	/* gone: what was queued for it cannot be sent */
-		s->server = NULL;
+		session_drop_server(s);	/* gone: what was queued for it cannot be sent */
 		session_closing_progress(s);
 		return;
 	}

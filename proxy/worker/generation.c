@@ -15,7 +15,7 @@
 #include "access/authfile.h"
 #include "core/config.h"
 #include "repl/monitor.h"
-#include "relay/tls_upgrade.h"
+#include "worker/tls_contexts.h"
 
 static pthread_mutex_t latest_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct generation *latest;

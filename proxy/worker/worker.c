@@ -16,6 +16,7 @@
 #include "worker/generation.h"
 #include "core/log.h"
 #include "core/netutil.h"
+#include "repl/slot_table.h"
 
 
 int worker_shared_init(struct worker_shared *sh)
@@ -27,6 +28,7 @@ int worker_shared_init(struct worker_shared *sh)
 	sh->deny_log.period = 10;
 	sh->deny_log.burst = 20;
 	cancel_registry_init(&sh->cancels);
+	slot_claims_init(&sh->claims);
 	if (RAND_bytes(sh->mock_secret, sizeof(sh->mock_secret)) != 1) {
 		log_error("no randomness for the mock verifier secret");
 		return -1;
@@ -39,6 +41,7 @@ void worker_shared_free(struct worker_shared *sh)
 	OPENSSL_cleanse(sh->mock_secret, sizeof(sh->mock_secret));
 	pthread_mutex_destroy(&sh->deny_lock);
 	cancel_registry_free(&sh->cancels);
+	slot_claims_free(&sh->claims);
 }
 
 bool worker_deny_log_pass(struct worker_shared *sh, unsigned long *suppressed)
@@ -49,6 +52,14 @@ bool worker_deny_log_pass(struct worker_shared *sh, unsigned long *suppressed)
 	pass = ratelimit_pass(&sh->deny_log, (int64_t)time(NULL), suppressed);
 	pthread_mutex_unlock(&sh->deny_lock);
 	return pass;
+}
+
+static void on_takeover(evutil_socket_t fd, short what, void *arg)
+{
+	struct worker *w = arg;
+
+	if (w->on_takeover)
+		w->on_takeover(w);
 }
 
 int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
@@ -65,8 +76,9 @@ int worker_init(struct worker *w, unsigned index, struct worker_shared *shared)
 		return -1;
 	}
 	w->dns = net_dns_new(w->base);
-	if (!w->dns) {
-		event_base_free(w->base);
+	w->takeover_ev = event_new(w->base, -1, EV_PERSIST, on_takeover, w);
+	if (!w->dns || !w->takeover_ev) {
+		worker_free(w);
 		return -1;
 	}
 	return 0;
@@ -79,6 +91,9 @@ void worker_free(struct worker *w)
 	w->auth_users = NULL;
 	w->tls_server = NULL;
 	w->tls_client = NULL;
+	if (w->takeover_ev)
+		event_free(w->takeover_ev);
+	w->takeover_ev = NULL;
 	if (w->dns)
 		evdns_base_free(w->dns, 0);
 	if (w->base)

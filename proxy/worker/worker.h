@@ -1,7 +1,7 @@
 /*
  * worker.h - what one event loop owns: its event base, its DNS resolver,
  * its sessions and its counters. Sessions never move between workers;
- * each worker runs on its own thread (workers.h), and the little that is
+ * each worker runs on its own thread (worker_pool.h), and the little that is
  * counted across them lives in struct worker_shared, as atomics.
  */
 #ifndef WALGATE_WORKER_H
@@ -18,9 +18,11 @@
 #include "core/counters.h"
 #include "core/ratelimit.h"
 #include "worker/cancel_registry.h"
-#include "repl/slots.h"
+#include "worker/slot_claims.h"
+#include "repl/slot_table-t.h"
 #include "core/cred_spec.h"
 
+struct event;
 struct event_base;
 struct ssl_ctx_st;
 struct evdns_base;
@@ -43,6 +45,7 @@ struct worker_stats {
 	uint64_t tls_handshakes[2][2];		/* [leg: 0 client, 1 upstream][0 ok, 1 failed] */
 	uint64_t upstream_auth_refused[UPAUTH_REASONS];
 	uint64_t upstream_credential_failures[CRED_KINDS];	/* by enum cred_kind: logins without a password */
+	uint64_t takeovers[TAKEOVER_RESULTS];
 };
 
 /* Shared by every worker and the control thread. */
@@ -62,6 +65,7 @@ struct worker_shared {
 	 */
 	uint8_t mock_secret[32];
 	struct cancel_registry cancels;	/* every worker's backend keys */
+	struct slot_claims claims;	/* every worker's streams of named slots */
 	/*
 	 * The gce-metadata token source (upstream_cred.h): made at start, idle
 	 * unless some user's password comes from it, freed after the workers.
@@ -86,6 +90,13 @@ struct worker {
 	bool draining;			/* stopped accepting; exit when the last session ends */
 	void (*on_idle)(struct worker *w);	/* called when draining and nsessions drops to 0 */
 	void *idle_arg;
+	/*
+	 * Any thread may activate takeover_ev (slot_claims.h's wake); on this
+	 * worker's thread it calls on_takeover, which closes the streams
+	 * taken over from it (set by whoever runs the sessions).
+	 */
+	struct event *takeover_ev;
+	void (*on_takeover)(struct worker *w);
 	struct worker_stats stats;
 	struct slot_registry slots;	/* replication slots streamed through this worker */
 	struct kdf_jobs kdf_jobs;	/* salted passwords being computed for logins upstream */
@@ -96,7 +107,7 @@ struct worker {
 	struct auth_users *auth_users;		/* auth = scram: who may log in, NULL otherwise */
 };
 
-/* Create the event base and resolver; returns -1 (and logs) on failure. */
+/* Create the event base, resolver and takeover event; returns -1 (and logs) on failure. */
 int worker_init(struct worker *w, unsigned index, struct worker_shared *shared);
 void worker_free(struct worker *w);
 

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "protocol/pg_scan.h"
 #include "repl/repl_track.h"
+#include "repl/slot_table.h"
 #include "worker/worker.h"
 
 struct side {

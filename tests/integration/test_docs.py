@@ -36,7 +36,7 @@ README = os.path.join(REPO_ROOT, "README.md")
 EXAMPLE = os.path.join(REPO_ROOT, "walgate.ini.example")
 MAN5 = os.path.join(REPO_ROOT, "doc", "walgate.ini.5")
 MAN8 = os.path.join(REPO_ROOT, "doc", "walgate.8")
-CONFIG_C = os.path.join(REPO_ROOT, "proxy", "config.c")
+CONFIG_C = os.path.join(REPO_ROOT, "proxy", "core", "config.c")
 RULES = os.path.join(REPO_ROOT, "deploy", "prometheus", "walgate.rules.yml")
 
 DOC_ROLE = "materialize"

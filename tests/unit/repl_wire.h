@@ -14,7 +14,7 @@
 
 #include "protocol/pg_scan.h"
 #include "repl/repl_track.h"
-#include "repl/slots.h"
+#include "repl/slot_table.h"
 #include "core/counters.h"
 
 /* Bytes being built: whole messages, or a pgoutput message to wrap in a 'w'. */

@@ -2,7 +2,7 @@
  * test_slots.c - the table of replication slots on its own: one entry per
  * name shared by the sessions that stream it, kept for slot_expiry after
  * the last one ends; unacknowledged bytes; views detached for a scrape and
- * merged across workers as slots.h says.
+ * merged across workers as slot_table.h says.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,7 +12,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "repl/slots.h"
+#include "repl/slot_table.h"
 
 #define S 1000000
 

@@ -1,5 +1,5 @@
 /*
- * session_auth.c - walgate authenticating a client itself (auth = scram).
+ * session_client_login.c - walgate authenticating a client itself (auth = scram).
  *
  * Relaying SCRAM across two TLS legs cannot work for clients that use
  * channel binding: they bind to walgate's certificate, the server to its
@@ -10,7 +10,7 @@
  * An unknown user goes through the same exchange against a made-up
  * verifier and gets the same error as a wrong password.
  */
-#include "session/session_auth.h"
+#include "session/session_client_login.h"
 
 #include "session/session.h"
 #include "session/session_secrets.h"
@@ -66,7 +66,7 @@ static bool own_binding(struct session *s, uint8_t *out, size_t *len)
 	return cert && tls_server_end_point(cert, out, len) == 0;
 }
 
-void session_auth_begin(struct session *s)
+void session_client_login_begin(struct session *s)
 {
 	const struct auth_user *u = auth_users_find(s->w->auth_users, s->startup.user);
 	const char *plus[] = { SCRAM_MECH_NAME_PLUS, SCRAM_MECH_NAME, NULL };
@@ -170,7 +170,7 @@ static void take_final(struct session *s, const uint8_t *msg, size_t len)
 	session_connect_upstream(s);
 }
 
-void session_auth_read(struct session *s)
+void session_client_login_read(struct session *s)
 {
 	struct evbuffer *in = bufferevent_get_input(s->client);
 

@@ -1,5 +1,5 @@
 /*
- * workers.c - worker threads, their mailboxes, and collecting their
+ * worker_pool.c - worker threads, their mailboxes, and collecting their
  * snapshots for a scrape.
  *
  * A mailbox is a mutex, a set of command bits, a queue of accepted
@@ -9,7 +9,7 @@
  * loop: a worker that went idle, or finished its snapshot, counts itself
  * and activates it.
  */
-#include "threads/workers.h"
+#include "threads/worker_pool.h"
 
 #include <event2/event.h>
 #include <pthread.h>
@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "session/session.h"
 #include "session/session_client.h"
+#include "session/session_takeover.h"
 
 enum mail {
 	MAIL_ADOPT = 1 << 0,
@@ -192,6 +193,7 @@ static bool thread_init(struct workers *p, struct worker_thread *t, unsigned ind
 	if (worker_init(&t->w, index, p->shared) < 0)
 		return false;
 	t->w.on_idle = on_idle;
+	t->w.on_takeover = session_takeover_evict;
 	t->w.idle_arg = t;
 	t->mail_ev = event_new(t->w.base, -1, EV_PERSIST, on_mail, t);
 	if (!t->mail_ev)

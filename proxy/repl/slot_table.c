@@ -1,10 +1,10 @@
 /*
- * slots.c - the table of replication slots streamed through walgate.
+ * slot_table.c - the table of replication slots streamed through walgate.
  *
  * A list searched by name: it is walked once per START_REPLICATION and
  * once per scrape, never per message (a session keeps its entry).
  */
-#include "repl/slots.h"
+#include "repl/slot_table.h"
 
 #include <stdio.h>
 #include <stdlib.h>

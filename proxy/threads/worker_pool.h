@@ -1,5 +1,5 @@
 /*
- * workers.h - the worker threads and how the control thread talks to
+ * worker_pool.h - the worker threads (struct workers, workers_*()) and how the control thread talks to
  * them. The control thread (main.c) accepts connections, handles signals,
  * serves metrics and polls the upstream; it hands each accepted socket to
  * one worker, and sends every worker commands (adopt the new generation,
@@ -10,8 +10,8 @@
  * sessions and counters; the mailbox lock is taken once per accepted
  * connection or command.
  */
-#ifndef WALGATE_WORKERS_H
-#define WALGATE_WORKERS_H
+#ifndef WALGATE_WORKER_POOL_H
+#define WALGATE_WORKER_POOL_H
 
 #include <stdbool.h>
 #include <sys/socket.h>

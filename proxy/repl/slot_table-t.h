@@ -1,23 +1,16 @@
 /*
- * slots.h - what walgate has seen of each replication slot streamed
- * through it: positions, lags, counts. One entry per slot name, shared by
- * the sessions that stream it one after another, kept for slot_expiry
- * after the last of them ends so that a reconnecting client continues its
- * counters and a scrape still sees the slot that just went away.
- *
- * Entries are created only when the server has accepted a
- * START_REPLICATION (its CopyBothResponse), so the table is bounded by the
- * upstream's max_replication_slots, not by what clients ask for.
+ * slot_table-t.h - the types of the slot table (slot_table.h), for the layers that
+ * hold or read them without calling into it: a worker embeds its table,
+ * a scrape reads the views.
  */
-#ifndef WALGATE_SLOTS_H
-#define WALGATE_SLOTS_H
+#ifndef WALGATE_SLOT_TABLE_T_H
+#define WALGATE_SLOT_TABLE_T_H
 
-#include <stdbool.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "repl/lag_tracker.h"
 #include "protocol/pg_repl_cmd.h"
+#include "repl/lag_tracker.h"
 
 enum slot_op {
 	SLOT_OP_INSERT,
@@ -66,22 +59,6 @@ struct slot_registry {
 	unsigned n;
 };
 
-void slots_init(struct slot_registry *r);
-void slots_free(struct slot_registry *r);
-
-/*
- * A session starts streaming `name`: find or create its entry. Returns
- * NULL when out of memory (the stream is then relayed without metrics).
- */
-struct slot_stream *slots_attach(struct slot_registry *r, const char *name,
-				 const char *database, enum pg_repl_kind kind);
-
-/* Sent minus flushed (or minus the start, before any flush report); 0 when ahead. */
-uint64_t slot_unacknowledged(const struct slot_stream *s);
-
-/* That session's stream ended (CopyDone, an error, or the session closed). */
-void slots_detach(struct slot_stream *s, int64_t now_us);
-
 /*
  * A slot's numbers at one instant, detached from the entry (for a scrape
  * taken on another thread): lags computed, nothing pointing back.
@@ -100,27 +77,5 @@ struct slot_view {
 	uint64_t bytes_to_client, bytes_to_server, messages_to_client;
 	uint64_t keepalives, status_updates, malformed;
 };
-
-/*
- * Views of every entry into a new array (*out, free() it); returns the
- * count, or -1 when out of memory.
- */
-long slots_view(const struct slot_registry *r, int64_t now_us, struct slot_view **out);
-
-/*
- * Fold another worker's view of the same slot into v: counters add up,
- * positions take the furthest, the lags and timestamps of the one that
- * streams (or the later one).
- */
-void slot_view_merge(struct slot_view *v, const struct slot_view *other);
-
-/* Drop entries with no stream for longer than expiry_us. */
-void slots_expire(struct slot_registry *r, int64_t now_us, int64_t expiry_us);
-
-/* Seconds since the epoch, for timestamps shown to people. */
-double slots_unix_now(void);
-
-/* Monotonic microseconds (coarse: a few ms of resolution), the clock of every *_us above. */
-int64_t slots_now_us(void);
 
 #endif

@@ -1,5 +1,5 @@
 /*
- * session_login_auth.c - auth = scram: walgate logging in upstream on the
+ * session_upstream_login.c - auth = scram: walgate logging in upstream on the
  * client's behalf, with the password from the auth file or the ClientKey
  * the client proved, as carefully as libpq with require_auth and
  * channel_binding:
@@ -15,7 +15,7 @@
  * Only the upstream's AuthenticationOk, notices and NegotiateProtocolVersion
  * reach the client before the login is done.
  */
-#include "session/session_login_auth.h"
+#include "session/session_upstream_login.h"
 
 #include "session/session.h"
 #include "session/session_int.h"
@@ -473,7 +473,7 @@ static bool upstream_refused_login(struct session *s, const uint8_t *msg, size_t
 	return true;
 }
 
-enum login_step session_login_auth_take(struct session *s, const uint8_t *msg, size_t len)
+enum login_step session_upstream_login_take(struct session *s, const uint8_t *msg, size_t len)
 {
 	uint8_t copy[AUTH_REQUEST_MAX];
 	bool ok = msg[0] == PG_MSG_AUTHENTICATION && pg_auth_code(msg, len) == PG_AUTH_OK;
