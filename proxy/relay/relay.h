@@ -1,23 +1,25 @@
 /*
- * relay.h - moving bytes from one bufferevent to another, one direction
- * of a session, with backpressure and with every message shown to the
- * scanner (and a hook) on its way through.
+ * relay.h - one direction of a relaying session: bytes read from one
+ * socket (relay_io.h) are shown to the scanner (and a hook) message by
+ * message, then queued for the other socket and written at once, with
+ * backpressure on what is truly queued for that socket.
  *
- * This is libevent's le-proxy pattern: the whole input is appended to the
- * peer's output with evbuffer_add_buffer (no copy); when the peer's output
- * passes the high mark, reading this side stops until the peer drains it
- * to half of that. A hook may also hold one message back (relay_hold):
- * reading stops and that message waits, unforwarded, until relay_release.
+ * The source is read only while the sink's queue is under the high mark
+ * (relay_buffer_size), and never more than what brings it to the mark;
+ * past it the source is not read until the sink has drained to half. A
+ * hook may also hold one message back (relay_hold): reading stops and
+ * that message waits, unforwarded, until relay_release.
  */
 #ifndef WALGATE_RELAY_H
 #define WALGATE_RELAY_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "protocol/pg_scan.h"
 
-struct bufferevent;
+struct relay_io;
 
 /*
  * Called for every message once its prefix is known (sc->msg), with
@@ -32,9 +34,6 @@ struct relay_dir {
 	uint8_t last_type;		/* type of the last message seen */
 	bool paused;			/* the source is not read: the sink is full */
 	size_t high_water;
-	bool plain_from;		/* the source is a plain socket: read it in large gulps */
-	bool plain_to;			/* the sink is a plain socket: write to it at once */
-	bool tls_from;			/* the source is TLS: take every record already there */
 	relay_message_fn on_message;	/* may be NULL */
 	void *arg;
 
@@ -50,15 +49,6 @@ struct relay_dir {
 
 void relay_dir_init(struct relay_dir *d, uint32_t max_message, size_t high_water,
 		    relay_message_fn on_message, void *arg);
-
-/*
- * Say which ends are plain sockets (not TLS), where the relay does its own
- * reads and writes (see relay.c).
- */
-void relay_dir_plain(struct relay_dir *d, bool from, bool to);
-
-/* The source is a TLS bufferevent (see relay.c). */
-void relay_dir_tls_source(struct relay_dir *d);
 
 /*
  * Let the hook hold a message back (relay_hold): the relay then notes
@@ -82,23 +72,27 @@ bool relay_can_hold(const struct relay_dir *d);
  * Read the source again; the caller then calls relay_forward, which sends
  * the held message on without showing it to the hook a second time.
  */
-void relay_release(struct relay_dir *d, struct bufferevent *from);
+void relay_release(struct relay_dir *d, struct relay_io *from);
 
 /*
- * Scan and move everything readable from `from` to `to`. Returns 0, or -1
- * when the bytes cannot be framed (d->scan.error says why); then nothing
- * of them has been forwarded. While a message is held: nothing.
+ * Read what `from` has (within the bound), scan it and everything read
+ * before, queue it for `to` and write it. Returns 0, or -1 when the bytes
+ * cannot be framed (d->scan.error says why); then nothing of them has
+ * been forwarded. While a message is held: nothing. Whether `from` ended
+ * is relay_io_ended(from)'s to say.
  */
-int relay_forward(struct relay_dir *d, struct bufferevent *from, struct bufferevent *to);
+int relay_forward(struct relay_dir *d, struct relay_io *from, struct relay_io *to);
 
 /*
- * Write what is queued for a leg (plain or TLS) now, as far as its socket
- * takes it, rather than at the leg's next write event; what is left waits
- * for that event. For the last bytes of a closing session.
+ * The two halves of relay_forward, for a caller that takes the bytes
+ * itself (the login exchange): read `from` as far as `to`'s queue allows,
+ * and after queueing, pause `from` at the bound (or go on reading what
+ * the TLS layer already holds).
  */
-void relay_flush(struct bufferevent *to);
+void relay_read(struct relay_dir *d, struct relay_io *from, struct relay_io *to);
+void relay_settle(struct relay_dir *d, struct relay_io *from, struct relay_io *to);
 
-/* Called from the sink's write callback: resume reading the source once drained. */
-void relay_sink_drained(struct relay_dir *d, struct bufferevent *from, struct bufferevent *to);
+/* After `to` wrote: resume reading `from` once `to` has drained to half the mark. */
+void relay_sink_drained(struct relay_dir *d, struct relay_io *from, struct relay_io *to);
 
 #endif

@@ -1,11 +1,12 @@
 /*
  * tls_upgrade.c - from plaintext to TLS on a live connection.
  *
- * Every TLS leg is a socket bufferevent of libevent's OpenSSL kind: OpenSSL
- * reads and writes the socket itself (no extra copy per record), and what
- * the bufferevent's output holds is all that is queued for the socket, so
- * that the relay's backpressure and the flush before a close see the
- * truth. A client that opens with a ClientHello (direct TLS) is no
+ * Every TLS leg is a socket bufferevent of libevent's OpenSSL kind until
+ * the session relays: OpenSSL reads and writes the socket itself (no extra
+ * copy per record), and what the bufferevent's output holds is all that is
+ * queued for the socket, so that the flush before a close sees the truth.
+ * The bufferevent does not own its SSL and socket (no CLOSE_ON_FREE):
+ * bev_leg_free frees them with it, or relay_io_take takes them over. A client that opens with a ClientHello (direct TLS) is no
  * exception: the bytes libevent already read are replayed to OpenSSL
  * (tls_replay_bio.c) rather than fed through a filter bufferevent, whose
  * socket buffer underneath had no limit.
@@ -32,7 +33,7 @@ static struct bufferevent *tls_tuned(struct bufferevent *tls)
 	bufferevent_openssl_set_allow_dirty_shutdown(tls, 1);
 	bufferevent_set_max_single_read(tls, TLS_IO_MAX);
 	bufferevent_set_max_single_write(tls, TLS_IO_MAX);
-	/* relay_flush may retry a write libevent began: same bytes, maybe moved (relay.c) */
+	/* bev_leg_flush may retry a write libevent began: same bytes, maybe moved */
 	SSL_set_mode(bufferevent_openssl_get_ssl(tls), SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
 	return tls;
 }
@@ -62,11 +63,11 @@ static evutil_socket_t release_socket(struct bufferevent *plain)
 static struct bufferevent *tls_on_socket(struct event_base *base, evutil_socket_t fd, SSL *ssl,
 					 enum bufferevent_ssl_state state)
 {
-	struct bufferevent *tls = bufferevent_openssl_socket_new(base, fd, ssl, state,
-								 BEV_OPT_CLOSE_ON_FREE);
+	struct bufferevent *tls = bufferevent_openssl_socket_new(base, fd, ssl, state, 0);
 
 	if (!tls) {
-		close(fd);	/* whether ssl is freed depends on where libevent failed: leave it */
+		SSL_free(ssl);	/* without CLOSE_ON_FREE, libevent leaves it to us */
+		close(fd);
 		return NULL;
 	}
 	return tls_tuned(tls);

@@ -21,6 +21,8 @@
 #include <unistd.h>
 
 #include "core/allowlist.h"
+#include "relay/bev_leg.h"
+#include "relay/relay_io.h"
 #include "core/config.h"
 #include "core/netutil.h"
 #include "protocol/pg_message.h"
@@ -88,9 +90,11 @@ static void session_free(struct session *s)
 	if (s->connecting)
 		upstream_connect_abort(s->connecting);
 	if (s->client)
-		bufferevent_free(s->client);
+		bev_leg_free(s->client);
 	if (s->server)
-		bufferevent_free(s->server);
+		bev_leg_free(s->server);
+	relay_io_free(s->client_io);
+	relay_io_free(s->server_io);
 	event_free(s->timer);
 	free(s->startup_pkt);
 	if (s->cancel_entry)
@@ -108,8 +112,11 @@ static void session_free(struct session *s)
 
 void session_drop_server(struct session *s)
 {
-	bufferevent_free(s->server);
+	if (s->server)
+		bev_leg_free(s->server);
+	relay_io_free(s->server_io);
 	s->server = NULL;
+	s->server_io = NULL;
 	if (s->takeover)
 		takeover_unclaim(s->takeover);
 }
@@ -118,17 +125,24 @@ void session_drop_server(struct session *s)
 void session_closing_progress(struct session *s)
 {
 	if (s->client && evbuffer_get_length(bufferevent_get_output(s->client)) == 0) {
-		bufferevent_free(s->client);
+		bev_leg_free(s->client);
 		s->client = NULL;
 	}
 	if (s->server && !s->await_server_eof &&
 	    evbuffer_get_length(bufferevent_get_output(s->server)) == 0)
 		session_drop_server(s);
+	if (s->client_io && (relay_io_queued(s->client_io) == 0 || s->client_io->failed)) {
+		relay_io_free(s->client_io);
+		s->client_io = NULL;
+	}
+	if (s->server_io && (s->server_io->failed ||
+			     (!s->await_server_eof && relay_io_queued(s->server_io) == 0)))
+		session_drop_server(s);
 	/*
 	 * Free from the loop, never from inside a caller that may still look
 	 * at the session after closing it.
 	 */
-	if (!s->client && !s->server)
+	if (!s->client && !s->server && !s->client_io && !s->server_io)
 		event_active(s->timer, EV_TIMEOUT, 0);
 }
 
@@ -151,7 +165,7 @@ void session_close(struct session *s, const char *reason)
 	if (s->client) {
 		bufferevent_disable(s->client, EV_READ);
 		bufferevent_setwatermark(s->client, EV_WRITE, 0, 0);
-		relay_flush(s->client);
+		bev_leg_flush(s->client);
 	}
 	if (s->server) {
 		/* a stream taken over: the server's close says its slot is free */
@@ -160,7 +174,16 @@ void session_close(struct session *s, const char *reason)
 		else
 			bufferevent_disable(s->server, EV_READ);
 		bufferevent_setwatermark(s->server, EV_WRITE, 0, 0);
-		relay_flush(s->server);
+		bev_leg_flush(s->server);
+	}
+	if (s->client_io) {
+		relay_io_set_reading(s->client_io, false);
+		relay_io_flush(s->client_io);
+	}
+	if (s->server_io) {
+		/* a stream taken over: the server's close says its slot is free */
+		relay_io_set_reading(s->server_io, s->await_server_eof);
+		relay_io_flush(s->server_io);
 	}
 	event_del(s->timer);
 	session_arm_timer(s, CLOSE_FLUSH_MS);
@@ -178,20 +201,23 @@ bool session_tell_client(struct session *s, const char *severity, const char *sq
 	uint8_t buf[1200];
 	size_t len;
 
-	if (!s->client || s->state == SESSION_CANCEL)
+	if ((!s->client && !s->client_io) || s->state == SESSION_CANCEL)
 		return false;
 	if (session_legs_open(s) && !pg_scan_at_boundary(&s->to_client.scan))
 		return false;
 	len = pg_build_error(buf, sizeof(buf), &f);
 	if (len == 0)
 		return false;
-	bufferevent_write(s->client, buf, len);
+	if (s->client_io)
+		relay_io_write(s->client_io, buf, len);
+	else
+		bufferevent_write(s->client, buf, len);
 	return true;
 }
 
 void session_login_to_client(struct session *s, const uint8_t *msg, size_t len)
 {
-	bufferevent_write(s->client, msg, len);
+	relay_io_write(s->client_io, msg, len);
 	s->to_client.bytes += len;
 	s->to_client.last_type = msg[0];
 }
@@ -264,7 +290,7 @@ static void session_timer(evutil_socket_t fd, short what, void *arg)
 
 	switch (s->state) {
 	case SESSION_CLOSING:
-		if (s->client || s->server)
+		if (s->client || s->server || s->client_io || s->server_io)
 			slog_debug(s, "closing: peer did not take the last bytes in time");
 		session_free(s);
 		break;
@@ -315,7 +341,7 @@ struct session *session_new(struct worker *w, int fd, const struct sockaddr *pee
 	s->timer = evtimer_new(w->base, session_timer, s);
 	if (!s->client || !s->timer) {
 		if (s->client)
-			bufferevent_free(s->client);
+			bev_leg_free(s->client);
 		else
 			close(fd);
 		if (s->timer)

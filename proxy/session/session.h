@@ -52,6 +52,7 @@ struct event;
 struct upstream_connect;
 struct session_auth;
 struct repl_track;
+struct relay_io;
 struct takeover;
 
 enum session_state {
@@ -70,8 +71,11 @@ struct session {
 	struct worker *w;
 	uint64_t id;
 	enum session_state state;
+	/* Each leg is a bufferevent until RELAY, then walgate's own (relay_io.h); one or none. */
 	struct bufferevent *client;
 	struct bufferevent *server;
+	struct relay_io *client_io;
+	struct relay_io *server_io;
 	struct upstream_connect *connecting;
 	struct event *timer;		/* startup, authentication (until RELAY) and closing deadlines */
 	struct timeval started;

@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "core/allowlist.h"
+#include "relay/bev_leg.h"
 #include "core/config.h"
 #include "core/netutil.h"
 #include "protocol/pg_message.h"
@@ -354,10 +355,6 @@ static void client_read(struct bufferevent *bev, void *arg)
 	case SESSION_AUTH:
 		session_client_login_read(s);
 		break;
-	case SESSION_LOGIN:
-	case SESSION_RELAY:
-		session_forward_to_server(s);
-		break;
 	default:
 		evbuffer_drain(in, evbuffer_get_length(in));
 		break;
@@ -368,9 +365,7 @@ static void client_write(struct bufferevent *bev, void *arg)
 {
 	struct session *s = arg;
 
-	if (session_legs_open(s))
-		relay_sink_drained(&s->to_client, s->server, s->client);
-	else if (s->state == SESSION_CLOSING)
+	if (s->state == SESSION_CLOSING)
 		session_closing_progress(s);
 }
 
@@ -383,7 +378,7 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
 		return;
 	}
 	if (s->state == SESSION_CLOSING) {
-		bufferevent_free(s->client);
+		bev_leg_free(s->client);
 		s->client = NULL;
 		session_closing_progress(s);
 		return;
@@ -400,14 +395,7 @@ static void client_event(struct bufferevent *bev, short what, void *arg)
 			session_reject(s, REJECT_PROXY_HEADER, "closed before a complete PROXY header");
 		return;
 	}
-	if (session_legs_open(s))
-		session_forward_to_server(s);	/* what arrived before the end still goes */
-	if (s->state == SESSION_CLOSING)
-		return;
-	if (s->close_reason[0])		/* the client said Terminate */
-		session_close(s, s->close_reason);
-	else
-		session_close(s, (what & BEV_EVENT_EOF) ? "client closed" : "client connection error");
+	session_close(s, (what & BEV_EVENT_EOF) ? "client closed" : "client connection error");
 }
 
 /* ---- entry points ----------------------------------------------------- */

@@ -19,13 +19,13 @@
 #include "session/session_int.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "protocol/pg_auth.h"
 #include "protocol/pg_message.h"
 #include "protocol/pg_wire.h"
+#include "relay/relay_io.h"
 #include "session/session_secrets.h"
 #include "worker/worker.h"
 #include "session/session_upstream_login.h"
@@ -40,7 +40,7 @@
 static void send_to_client(struct session *s, const uint8_t *out, size_t len, size_t consumed)
 {
 	session_login_to_client(s, out, len);
-	evbuffer_drain(bufferevent_get_input(s->server), consumed);
+	evbuffer_drain(s->server_io->in, consumed);
 }
 
 /* An ErrorResponse about channel binding, with the hint added. */
@@ -89,8 +89,7 @@ static void forward_message(struct session *s, const uint8_t *msg, size_t len)
 	else if (msg[0] == PG_MSG_ERROR_RESPONSE)
 		rewritten = add_binding_hint(s, msg, len);
 	if (!rewritten) {
-		evbuffer_remove_buffer(bufferevent_get_input(s->server),
-				       bufferevent_get_output(s->client), len);
+		evbuffer_remove_buffer(s->server_io->in, s->client_io->out, len);
 		s->to_client.bytes += len;
 	}
 	s->to_client.last_type = type;
@@ -107,7 +106,7 @@ static void login_succeeded(struct session *s)
 
 enum login_step session_login_feed(struct session *s)
 {
-	struct evbuffer *in = bufferevent_get_input(s->server);
+	struct evbuffer *in = s->server_io->in;
 
 	for (;;) {
 		size_t avail = evbuffer_get_length(in);

@@ -26,7 +26,6 @@
 #include "session/session_int.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +33,7 @@
 
 #include "core/config.h"
 #include "protocol/pg_message.h"
+#include "relay/relay_io.h"
 #include "repl/repl_track.h"
 #include "repl/slot_table.h"
 #include "session/session_cred.h"
@@ -132,8 +132,8 @@ static void close_stale(struct session *s, uint64_t taker)
 	 * close awaited; else (the client stopped mid-message) the upstream
 	 * leg just closes.
 	 */
-	if (s->server && pg_scan_at_boundary(&s->to_server.scan)) {
-		bufferevent_write(s->server, terminate, sizeof(terminate));
+	if (s->server_io && pg_scan_at_boundary(&s->to_server.scan)) {
+		relay_io_write(s->server_io, terminate, sizeof(terminate));
 		s->await_server_eof = true;
 	}
 	session_close(s, "replication slot taken over by a new connection");
@@ -167,7 +167,7 @@ static void release(struct takeover *tk, enum takeover_result r)
 
 	tk->waiting = false;
 	count(s, r);
-	relay_release(&s->to_server, s->client);
+	relay_release(&s->to_server, s->client_io);
 	tk->resume(s);
 }
 

@@ -21,8 +21,6 @@
 #include "session/session_int.h"
 
 #include <event2/buffer.h>
-#include <event2/bufferevent.h>
-#include <event2/bufferevent_ssl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/ssl.h>
@@ -35,6 +33,7 @@
 #include "protocol/pg_message.h"
 #include "protocol/pg_wire.h"
 #include "protocol/saslprep.h"
+#include "relay/relay_io.h"
 #include "session/session_secrets.h"
 #include "tls/tls_binding.h"
 #include "access/token_response.h"
@@ -83,7 +82,7 @@ static void set_step(struct session *s, enum upstream_login_step next)
 
 static void send_to_server(struct session *s, const uint8_t *msg, size_t len)
 {
-	bufferevent_write(s->server, msg, len);
+	relay_io_write(s->server_io, msg, len);
 }
 
 /*
@@ -194,7 +193,7 @@ static void answer_password(struct session *s, int code, const uint8_t *msg, siz
 /* tls-server-end-point of the upstream's certificate, for SCRAM-SHA-256-PLUS. */
 static bool upstream_binding(struct session *s, uint8_t *out, size_t *len)
 {
-	SSL *ssl = s->server_tls ? bufferevent_openssl_get_ssl(s->server) : NULL;
+	SSL *ssl = s->server_tls ? relay_io_ssl(s->server_io) : NULL;
 	X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
 
 	*len = SCRAM_CBIND_MAX;
@@ -469,7 +468,7 @@ static bool upstream_refused_login(struct session *s, const uint8_t *msg, size_t
 	    !f.sqlstate || strncmp(f.sqlstate, "28", 2))
 		return false;
 	snprintf(why, sizeof(why), "the upstream said: %s", f.message ? f.message : f.sqlstate);
-	evbuffer_drain(bufferevent_get_input(s->server), len);
+	evbuffer_drain(s->server_io->in, len);
 	login_failed(s, why);
 	return true;
 }
@@ -482,12 +481,12 @@ enum login_step session_upstream_login_take(struct session *s, const uint8_t *ms
 	if (msg[0] == PG_MSG_AUTHENTICATION) {
 		/* drained first: answering may close the session */
 		if (len > sizeof(copy)) {
-			evbuffer_drain(bufferevent_get_input(s->server), len);
+			evbuffer_drain(s->server_io->in, len);
 			refuse(s, UPAUTH_SCRAM, "authentication request too long");
 			return LOGIN_CLOSED;
 		}
 		memcpy(copy, msg, len);
-		evbuffer_drain(bufferevent_get_input(s->server), len);
+		evbuffer_drain(s->server_io->in, len);
 		if (ok && ok_acceptable(s)) {
 			session_login_to_client(s, copy, len);
 			return LOGIN_DONE;
@@ -499,9 +498,9 @@ enum login_step session_upstream_login_take(struct session *s, const uint8_t *ms
 	} else if (msg[0] == PG_MSG_ERROR_RESPONSE || msg[0] == PG_MSG_NOTICE_RESPONSE ||
 		   msg[0] == PG_MSG_NEGOTIATE_PROTOCOL) {
 		session_login_to_client(s, msg, len);
-		evbuffer_drain(bufferevent_get_input(s->server), len);
+		evbuffer_drain(s->server_io->in, len);
 	} else {
-		evbuffer_drain(bufferevent_get_input(s->server), len);
+		evbuffer_drain(s->server_io->in, len);
 		refuse(s, UPAUTH_SEQUENCE, "the upstream sent a message other than authentication "
 		       "before logging walgate in");
 	}
