@@ -43,7 +43,7 @@
 #include "worker/cancel_registry.h"
 #include "core/log.h"
 #include "protocol/pg_startup.h"
-#include "relay/relay.h"
+#include "relay/relay-t.h"
 
 struct worker;
 struct worker_snapshot;

@@ -21,6 +21,7 @@
 #include "core/config.h"
 #include "protocol/pg_message.h"
 #include "protocol/pg_wire.h"
+#include "relay/relay.h"
 #include "relay/relay_io.h"
 #include "repl/repl_track.h"
 #include "session/session_login.h"

@@ -34,6 +34,7 @@
 #include "core/config.h"
 #include "protocol/pg_message.h"
 #include "relay/relay_io.h"
+#include "relay/relay.h"
 #include "repl/repl_track.h"
 #include "repl/slot_table.h"
 #include "session/session_cred.h"
