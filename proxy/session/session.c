@@ -351,7 +351,7 @@ struct session *session_new(struct worker *w, int fd, const struct sockaddr *pee
 	}
 	TAILQ_INSERT_TAIL(&w->sessions, s, link);
 	w->nsessions++;
-	atomic_fetch_add_explicit(&w->shared->sessions, 1, memory_order_relaxed);
+	s->open_rank = atomic_fetch_add_explicit(&w->shared->sessions, 1, memory_order_relaxed) + 1;
 	w->stats.accepted++;
 	net_tune_socket(fd, cfg);
 	bufferevent_setwatermark(s->client, EV_READ, 0, (size_t)cfg->relay_buffer_size);

@@ -70,6 +70,7 @@ struct session {
 	TAILQ_ENTRY(session) link;
 	struct worker *w;
 	uint64_t id;
+	unsigned open_rank;		/* client connections open when it was accepted, itself included */
 	enum session_state state;
 	/* Each leg is a bufferevent until RELAY, then walgate's own (relay_io.h); one or none. */
 	struct bufferevent *client;

@@ -460,7 +460,8 @@ void session_accept(struct worker *w, int fd, const struct sockaddr *peer, sockl
 	if (!s)
 		return;
 	bufferevent_setcb(s->client, client_read, client_write, client_event, s);
-	if (atomic_load_explicit(&w->shared->sessions, memory_order_relaxed) > (unsigned)cfg->max_client_conn) {
+	/* its own count, not a load: two workers accepting at once cannot both be refused */
+	if (s->open_rank > (unsigned)cfg->max_client_conn) {
 		/* Cancel requests still pass: they are how a full server is relieved. */
 		w->stats.rejected[REJECT_TOO_MANY]++;
 		s->refuse_sqlstate = PG_SQLSTATE_TOO_MANY_CONNECTIONS;
