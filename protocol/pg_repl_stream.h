@@ -189,7 +189,7 @@ void pgoutput_state_init(struct pgoutput_state *st, int proto_version);
 /*
  * Decode the pgoutput message buf[0..have) of len bytes (for a 'w':
  * xlogdata.data, data_have, data_len). The fixed header must be in view;
- * what is in view after it is walked (strings, columns, tuples) and must
+ * what is in view after it is walked (strings; never tuple data) and must
  * fit the length, what is not is taken on trust. A type above
  * proto_version is UNKNOWN. out->kind and out->type are set whatever the
  * verdict, so that a caller can count what it could not decode; the other

@@ -93,7 +93,7 @@ static void test_malformed_pgoutput(void **state)
 	po.n = 10;			/* a Commit cut inside its LSNs */
 	msg_xlogdata(&srv, 0x2000, &po);
 	po_insert(&po, -1);
-	po.b[8] = 'x';			/* not a column kind */
+	po.b[5] = 'x';			/* not an Insert's 'N' (its tuple is never walked) */
 	msg_xlogdata(&srv, 0x2000, &po);
 	po_truncate(&po, 2);
 	po.n -= 1;			/* the second relation cut */
