@@ -6,7 +6,7 @@ takeovers that must happen).
   login, so until AuthenticationOk the user name is only a claim) and
   pipelines START_REPLICATION behind its StartupMessage ends nobody's stream.
 - A START the server will refuse for its kind (PHYSICAL naming a logical
-  slot) ends nobody's stream.
+  slot), or one sent behind a command not yet answered, ends nobody's stream.
 - A physical standby that sends hot standby feedback but no status update
   is alive: it is not taken over.
 """
@@ -141,3 +141,25 @@ def test_hot_standby_feedback_is_a_sign_of_life(pg, walgate_factory, sql):
     finally:
         newcomer.close()
         standby.close()
+
+
+def test_start_behind_an_unanswered_command_ends_no_stream(pg, walgate_factory, sql, consumers):
+    """IDENTIFY_SYSTEM and START_REPLICATION in one write: the START waits
+    behind a command the server has not answered (it may yet fail), so it
+    is not judged: it goes on as sent and gets the server's 55006."""
+    wg = takeover_walgate(walgate_factory)
+    sql.create_slot("th_ahead")
+    stale = consumers(wg, "stale")
+    stale.start("th_ahead")
+    old_pid = active_pid(sql, "th_ahead")
+    stale_for_longer_than_takeover_after()
+    sock = replication_login(wg)
+    try:
+        sock.sendall(query("IDENTIFY_SYSTEM") + query(LOGICAL_START.format(slot="th_ahead")))
+        read_until(sock, "Z")           # IDENTIFY_SYSTEM's answer
+        t, body = pgwire.read_message(sock)
+        assert t == "E" and pgwire.parse_error_fields(body).get("C") == "55006", (t, body)
+        assert active_pid(sql, "th_ahead") == old_pid
+        assert not any(all_takeovers(wg).values())
+    finally:
+        sock.close()
